@@ -1,0 +1,1 @@
+"""HTTP surface of the sidecar itself (Flask): health, status, and the Harbor-compatible API."""

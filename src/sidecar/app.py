@@ -1,0 +1,162 @@
+"""Assemble the sidecar: one explicit place that wires proxy -> record -> store -> dispatch.
+
+`create_app` returns the WSGI application a gunicorn worker serves: requests under /sidecar/
+go to Flask, everything else to the proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from flask import Flask
+
+from sidecar.api import status as status_api
+from sidecar.config import Settings
+from sidecar.dispatch.retry import RetryPolicy
+from sidecar.dispatch.worker import Dispatcher
+from sidecar.dispatch.worker import DispatchSettings
+from sidecar.proxy.forward import ProxyApp
+from sidecar.proxy.upstream import Upstream
+from sidecar.record.recorder import Recorder
+from sidecar.record.recorder import RecorderSettings
+from sidecar.rules.load import RulesError
+from sidecar.rules.load import load_rules
+from sidecar.store import db as store_db
+from sidecar.store import policies as policy_store
+from sidecar.store.executor import Executor
+
+log = logging.getLogger(__name__)
+
+SIDECAR_PREFIX = "/sidecar/"
+
+
+class Runtime:
+    """Everything one worker process runs besides request handling."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
+        self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
+        self.dispatcher = Dispatcher(
+            self.executor,
+            DispatchSettings(
+                concurrency=settings.max_job_workers,
+                timeout=settings.webhook_job_http_client_timeout,
+                retry=RetryPolicy(
+                    max_attempts=settings.webhook_job_max_retry,
+                    backoff=settings.backoff_seconds,
+                    backoff_max=settings.backoff_max_seconds,
+                ),
+            ),
+        )
+        self.recorder = Recorder(
+            self.executor,
+            RecorderSettings(hostname=settings.hostname,
+                             max_attempts=settings.webhook_job_max_retry),
+            notifications_enabled=self.notifications_enabled,
+            on_recorded=self.dispatcher.wake,
+        )
+        self._rules_mtime: float | None = None
+        self._rules_loaded_at: float | None = None
+        self._rules_error = ""
+        self._stopping = False
+
+    # -- rules -----------------------------------------------------------------------------
+    def reload_rules(self) -> bool:
+        """Load the rules file if it changed; a broken file leaves the last good rules."""
+        path = self.settings.rules
+        if not path:
+            return False
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError as exc:
+            self._rules_error = f"{path}: cannot read rules file: {exc.strerror}"
+            return False
+        if mtime == self._rules_mtime:
+            return False
+        self._rules_mtime = mtime
+        try:
+            rules = load_rules(path)
+        except RulesError as exc:
+            self._rules_error = str(exc)
+            log.error("rules file refused, previous rules stay in force:\n%s", exc)
+            return False
+        self.executor.run(policy_store.sync_rules, rules)
+        self._rules_error = ""
+        self._rules_loaded_at = time.time()
+        log.info("rules loaded from %s: %d projects", path, len(rules.projects))
+        return True
+
+    def rules_state(self) -> dict[str, Any]:
+        return {
+            "file": self.settings.rules or None,
+            "loaded_at": self._rules_loaded_at,
+            "error": self._rules_error or None,
+        }
+
+    def _watch_rules(self) -> None:
+        while not self._stopping:
+            time.sleep(self.settings.rules_poll_seconds)
+            try:
+                self.reload_rules()
+            except Exception:
+                log.exception("reloading rules failed")
+
+    # -- switches --------------------------------------------------------------------------
+    def notifications_enabled(self) -> bool:
+        value = policy_store.get_setting(
+            "notification_enable", "true" if self.settings.notification_enable else "false")
+        return value == "true"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._rules_mtime = None
+        try:
+            self.reload_rules()
+        except Exception:
+            log.exception("loading rules failed")
+        self.recorder.start()
+        self.dispatcher.start()
+        threading.Thread(target=self._watch_rules, name="rules-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.dispatcher.stop()
+        self.recorder.stop()
+
+
+class SidecarApp:
+    """WSGI entry: /sidecar/* -> Flask; everything else -> the proxy."""
+
+    def __init__(self, flask_app: Flask, proxy: ProxyApp):
+        self.flask_app = flask_app
+        self.proxy = proxy
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(SIDECAR_PREFIX):
+            return self.flask_app(environ, start_response)
+        return self.proxy(environ, start_response)
+
+
+def create_flask(runtime: Runtime) -> Flask:
+    app = Flask("sidecar")
+    app.extensions["sidecar"] = runtime
+    app.json.sort_keys = False
+    app.register_blueprint(status_api.bp)
+    return app
+
+
+def create_app(settings: Settings, start: bool = True) -> tuple[SidecarApp, Runtime]:
+    """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
+    store_db.bind(settings.database)
+    runtime = Runtime(settings)
+    proxy = ProxyApp(runtime.upstream, runtime.recorder.submit)
+    app = SidecarApp(create_flask(runtime), proxy)
+    if start:
+        runtime.start()
+    return app, runtime

@@ -1,0 +1,161 @@
+"""Settings: harbor.yml's keys where Harbor has one, the sidecar's own under `sidecar:`.
+
+Precedence: built-in defaults < harbor.yml < command-line flags. Unknown keys in the sidecar
+section are refused (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+from urllib.parse import urlsplit
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    hostname: str = ""
+    upstream: str = "http://127.0.0.1:5000"
+    bind: str = "0.0.0.0:8080"
+    database: str = "sqlite:///data/sidecar.db"
+    rules: str = ""
+    workers: int = 2
+    max_job_workers: int = 10
+    webhook_job_max_retry: int = 3
+    webhook_job_http_client_timeout: float = 3.0
+    backoff_seconds: float = 15.0
+    backoff_max_seconds: float = 900.0
+    notification_enable: bool = True
+    admin_password: str = "Harbor12345"
+    log_level: str = "info"
+    rules_poll_seconds: float = 2.0
+    upstream_read_timeout: float = 300.0
+    access_log: bool = False
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_SIDECAR_KEYS = {
+    "upstream": str, "bind": str, "database": str, "rules": str, "workers": int,
+    "rules_poll_seconds": float, "upstream_read_timeout": float, "access_log": bool,
+    "delivery": dict,
+}
+_DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_settings(path: str | None, base: Settings | None = None) -> Settings:
+    """Read harbor.yml at `path` (None: defaults only)."""
+    settings = base or Settings()
+    if not path:
+        return settings
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping")
+    return settings.replace(**_from_mapping(raw, path))
+
+
+def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "hostname" in raw and raw["hostname"] is not None:
+        out["hostname"] = str(raw["hostname"])
+    if "external_url" in raw and raw["external_url"]:
+        out["hostname"] = urlsplit(str(raw["external_url"])).netloc or str(raw["external_url"])
+    if "harbor_admin_password" in raw:
+        out["admin_password"] = str(raw["harbor_admin_password"])
+    if "notification_enable" in raw:
+        out["notification_enable"] = _typed(raw["notification_enable"], bool,
+                                             f"{path}: notification_enable")
+    notification = raw.get("notification") or {}
+    if "webhook_job_max_retry" in notification:
+        value = _typed(notification["webhook_job_max_retry"], int,
+                       f"{path}: notification.webhook_job_max_retry")
+        out["webhook_job_max_retry"] = value if value > 0 else 4  # Harbor: 0 means gocraft's 4
+    if "webhook_job_http_client_timeout" in notification:
+        out["webhook_job_http_client_timeout"] = _typed(
+            notification["webhook_job_http_client_timeout"], float,
+            f"{path}: notification.webhook_job_http_client_timeout")
+    jobservice = raw.get("jobservice") or {}
+    if "max_job_workers" in jobservice:
+        out["max_job_workers"] = _typed(jobservice["max_job_workers"], int,
+                                        f"{path}: jobservice.max_job_workers")
+    log_section = raw.get("log") or {}
+    if "level" in log_section:
+        out["log_level"] = str(log_section["level"]).lower()
+    external = (raw.get("external_database") or {}).get("harbor")
+    if external:
+        out["database"] = _postgres_url(external, path)
+    sidecar = raw.get("sidecar") or {}
+    if not isinstance(sidecar, dict):
+        raise ConfigError(f"{path}: sidecar must be a mapping")
+    for key, value in sidecar.items():
+        if key not in _SIDECAR_KEYS:
+            known = ", ".join(sorted(_SIDECAR_KEYS))
+            raise ConfigError(f"{path}: unknown key sidecar.{key} (known: {known})")
+        if value is None:
+            continue
+        if key == "delivery":
+            for sub, sub_value in _typed(value, dict, f"{path}: sidecar.delivery").items():
+                if sub not in _DELIVERY_KEYS:
+                    raise ConfigError(f"{path}: unknown key sidecar.delivery.{sub}")
+                out[sub] = _typed(sub_value, _DELIVERY_KEYS[sub], f"{path}: sidecar.delivery.{sub}")
+            continue
+        out[key] = _typed(value, _SIDECAR_KEYS[key], f"{path}: sidecar.{key}")
+    return out
+
+
+def _postgres_url(section: dict[str, Any], path: str) -> str:
+    try:
+        host = section.get("host", "127.0.0.1")
+        port = int(section.get("port", 5432))
+        name = section.get("db_name", "registry")
+        user = quote(str(section.get("username", "postgres")), safe="")
+        password = section.get("password")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: external_database.harbor: {exc}") from exc
+    auth = f"{user}:{quote(str(password), safe='')}" if password else user
+    return f"postgresql://{auth}@{host}:{port}/{name}"
+
+
+def validate(settings: Settings) -> None:
+    """Refuse settings that cannot work, before any worker starts."""
+    parts = urlsplit(settings.upstream)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"upstream must be an http(s) URL, got {settings.upstream!r}")
+    host, _, port = settings.bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"bind must be HOST:PORT, got {settings.bind!r}")
+    if settings.workers < 1:
+        raise ConfigError("workers must be at least 1")
+    if settings.max_job_workers < 1:
+        raise ConfigError("jobservice.max_job_workers must be at least 1")
+    if settings.webhook_job_http_client_timeout <= 0:
+        raise ConfigError("notification.webhook_job_http_client_timeout must be positive")
+    if settings.backoff_seconds < 0 or settings.backoff_max_seconds < settings.backoff_seconds:
+        raise ConfigError("delivery.backoff_seconds must be >= 0 and <= backoff_max_seconds")
+    if not settings.database.startswith(("sqlite:", "postgres:", "postgresql:")):
+        raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., "
+                          f"got {settings.database!r}")

@@ -1,0 +1,1 @@
+"""Delivery: claim due deliveries, render, send, record the outcome, reschedule with backoff."""

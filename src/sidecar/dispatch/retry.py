@@ -1,0 +1,79 @@
+"""The retry schedule: pure functions of the attempt number and the answer received.
+
+Harbor's meaning: `webhook_job_max_retry` is the total number of attempts. Every non-2xx and
+every transport error is retried (the seed: "a code other than 2xx ... is re-sent"); 410 Gone
+ends at once (Standard Webhooks: the receiver says the endpoint is gone for good).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+DELIVERED = "delivered"
+FAILED = "failed"
+RETRY = "pending"
+
+#: A Retry-After longer than this is capped: a delivery must end in bounded time.
+MAX_RETRY_AFTER = 3600.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff: float = 15.0
+    backoff_max: float = 900.0
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Delay after failed attempt number `attempt` (1-based): exponential, equal jitter."""
+        base = min(self.backoff_max, self.backoff * (2 ** max(0, attempt - 1)))
+        return base / 2 + rng() * base / 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str
+    retry_at: float | None
+    reason: str
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(0.0, when - now), MAX_RETRY_AFTER)
+
+
+def decide(
+    policy: RetryPolicy,
+    attempt: int,
+    status_code: int | None,
+    error: str,
+    retry_after: float | None,
+    now: float,
+    rng: Callable[[], float] = random.random,
+) -> Decision:
+    """What to do after attempt number `attempt` ended with this answer."""
+    if status_code is not None and 200 <= status_code < 300:
+        return Decision(DELIVERED, None, "")
+    if status_code is not None:
+        reason = f"abnormal response code: {status_code}"
+    else:
+        reason = error or "no response"
+    if status_code == 410:
+        return Decision(FAILED, None, f"{reason} (endpoint gone, not retried)")
+    if attempt >= policy.max_attempts:
+        return Decision(FAILED, None, f"{reason} (gave up after {attempt} attempts)")
+    delay = policy.delay(attempt, rng)
+    if retry_after is not None:
+        delay = retry_after  # the receiver knows best when it can take more
+    return Decision(RETRY, now + delay, reason)

@@ -1,0 +1,78 @@
+"""Send one rendered request and describe what came back. The only network code of delivery."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from sidecar.dispatch.render import Request
+
+EXCERPT = 512
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None
+    error: str
+    retry_after: str | None
+    excerpt: str
+    started_at: float
+    duration_ms: int
+
+
+class Sender:
+    """One pooled HTTP session; `timeout` covers connect and each read, in seconds."""
+
+    def __init__(self, timeout: float):
+        self._session = requests.Session()
+        self._session.trust_env = False  # a proxy from the environment must not see the secret
+        self._timeout = timeout
+
+    def send(self, request: Request) -> Answer:
+        started = time.time()
+        clock = time.monotonic()
+        try:
+            response = self._session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._timeout,
+                verify=request.verify_tls,
+                stream=True,
+            )
+        except requests.exceptions.Timeout:
+            return self._fail(started, clock, f"timeout after {self._timeout:g}s")
+        except requests.exceptions.SSLError as exc:
+            return self._fail(started, clock, f"TLS error: {_short(exc)}")
+        except requests.exceptions.ConnectionError as exc:
+            return self._fail(started, clock, f"connection failed: {_short(exc)}")
+        except requests.exceptions.RequestException as exc:
+            return self._fail(started, clock, f"request failed: {_short(exc)}")
+        try:
+            excerpt = response.raw.read(EXCERPT, decode_content=True) or b""
+        except Exception:  # the status is what matters; a broken body is not a failure
+            excerpt = b""
+        finally:
+            response.close()
+        return Answer(
+            status_code=response.status_code,
+            error="",
+            retry_after=response.headers.get("Retry-After"),
+            excerpt=excerpt.decode("utf-8", "replace"),
+            started_at=started,
+            duration_ms=int((time.monotonic() - clock) * 1000),
+        )
+
+    @staticmethod
+    def _fail(started: float, clock: float, error: str) -> Answer:
+        return Answer(None, error, None, "", started, int((time.monotonic() - clock) * 1000))
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    # urllib3 nests the useful part: "... (Caused by NewConnectionError('...: [Errno 111] ...'))"
+    if "Errno" in text:
+        text = text[text.index("[Errno"):].split("'")[0].rstrip(")")
+    return text[:300]

@@ -1,0 +1,144 @@
+"""The delivery loop: claim due deliveries, send each, record the outcome.
+
+Runs in every gunicorn worker (and in every sidecar instance sharing PostgreSQL); the atomic
+claim in `store.queue` is what keeps two of them from sending the same attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+import threading
+import time
+from dataclasses import dataclass
+
+from sidecar.dispatch.render import render
+from sidecar.dispatch.retry import RetryPolicy
+from sidecar.dispatch.retry import decide
+from sidecar.dispatch.retry import parse_retry_after
+from sidecar.dispatch.sender import Answer
+from sidecar.dispatch.sender import Sender
+from sidecar.store import queue
+from sidecar.store.executor import Executor
+from sidecar.store.models import Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    concurrency: int = 10
+    timeout: float = 3.0
+    retry: RetryPolicy = RetryPolicy()
+    idle_poll: float = 1.0
+
+    @property
+    def lease(self) -> float:
+        """Long enough for one send; a dead worker's claim is taken over after this."""
+        return 2 * self.timeout + 10
+
+
+class Dispatcher:
+    def __init__(self, executor: Executor, settings: DispatchSettings):
+        self._executor = executor
+        self._settings = settings
+        self._sender = Sender(settings.timeout)
+        self._work: stdlib_queue.Queue[Delivery | None] = stdlib_queue.Queue()
+        self._free = threading.Semaphore(settings.concurrency)
+        self._wake = threading.Event()
+        self._stopping = False
+        self.sent = 0
+
+    def wake(self, _count: int = 0) -> None:
+        """Called when new deliveries were recorded in this process."""
+        self._wake.set()
+
+    def start(self) -> None:
+        for index in range(self._settings.concurrency):
+            threading.Thread(target=self._send_loop, name=f"sender-{index}", daemon=True).start()
+        threading.Thread(target=self._claim_loop, name="claimer", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _claim_loop(self) -> None:
+        idle = 0.05
+        while not self._stopping:
+            free = self._acquire_free_slots()
+            try:
+                batch = self._executor.run(queue.claim, free, self._settings.lease)
+            except Exception:
+                log.exception("claiming deliveries failed")
+                batch = []
+            for _ in range(free - len(batch)):
+                self._free.release()
+            for delivery in batch:
+                self._work.put(delivery)
+            if batch:
+                idle = 0.05
+                continue
+            self._wake.wait(timeout=idle)
+            self._wake.clear()
+            idle = min(self._settings.idle_poll, idle * 2)
+
+    def _acquire_free_slots(self) -> int:
+        self._free.acquire()
+        count = 1
+        while self._free.acquire(blocking=False):
+            count += 1
+        return count
+
+    def _send_loop(self) -> None:
+        while not self._stopping:
+            delivery = self._work.get()
+            if delivery is None:
+                return
+            try:
+                self.deliver(delivery)
+            except Exception:
+                log.exception("delivery %s crashed; its lease will expire and it is retried",
+                              delivery.id)
+            finally:
+                self._free.release()
+
+    def deliver(self, delivery: Delivery) -> None:
+        """One attempt: render, send, decide, record."""
+        target = delivery.target
+        request = render(delivery.event.payload, target, delivery.uid)
+        answer = self._sender.send(request)
+        attempt = delivery.attempts + 1
+        retry = RetryPolicy(
+            max_attempts=delivery.max_attempts,
+            backoff=self._settings.retry.backoff,
+            backoff_max=self._settings.retry.backoff_max,
+        )
+        now = time.time()
+        decision = decide(
+            retry, attempt, answer.status_code, answer.error,
+            parse_retry_after(answer.retry_after, now), now,
+        )
+        outcome = queue.Outcome(
+            status=decision.status,
+            status_code=answer.status_code,
+            error=decision.reason,
+            started_at=answer.started_at,
+            duration_ms=answer.duration_ms,
+            response_excerpt=answer.excerpt,
+            retry_at=decision.retry_at,
+        )
+        self._log(delivery, attempt, answer, decision.status, decision.reason)
+        if not self._executor.run(queue.finish, delivery, outcome):
+            log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
+        self.sent += 1
+
+    @staticmethod
+    def _log(delivery: Delivery, attempt: int, answer: Answer, status: str, reason: str) -> None:
+        # Never the target's auth header or the body: only what identifies the attempt.
+        level = logging.INFO if status == "delivered" else logging.WARNING
+        log.log(
+            level,
+            "delivery %s %s policy=%s attempt=%d/%d -> %s%s",
+            delivery.id, delivery.event_type, delivery.policy_name, attempt,
+            delivery.max_attempts, status, f" ({reason})" if reason else "",
+        )

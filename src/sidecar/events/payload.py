@@ -1,0 +1,68 @@
+"""Harbor's "Default" payload, field for field.
+
+Strict receivers (the Jenkins plugin uses Jackson with unknown keys refused; Go receivers decode
+integers) accept nothing outside Harbor's schema, so anything extra the seed asks for (sizes)
+goes to `custom_attributes`, a string-to-string map every receiver accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sidecar.events.model import ArtifactEvent
+
+
+def resource_url(hostname: str, repository: str, reference: str, *, by_digest: bool) -> str:
+    """`<host[:port]>/<repo>:<tag>` or `...@<digest>`: no scheme, as Harbor's ExtURL()."""
+    host = hostname.lower().rstrip("/")
+    for scheme in ("https://", "http://"):
+        if host.startswith(scheme):
+            host = host[len(scheme):]
+    separator = "@" if by_digest else ":"
+    return f"{host}/{repository}{separator}{reference}"
+
+
+def artifact_payload(
+    event: ArtifactEvent,
+    *,
+    hostname: str,
+    public: bool,
+    date_created: int | None = None,
+) -> dict[str, Any]:
+    """Build the Default payload of an artifact event (one resource, as Harbor sends)."""
+    reference = event.reference
+    by_digest = not event.tags
+    resource: dict[str, Any] = {}
+    if event.digest:
+        resource["digest"] = event.digest
+    resource["tag"] = reference
+    resource["resource_url"] = resource_url(
+        hostname or event.host, event.repository, reference, by_digest=by_digest
+    )
+    repository: dict[str, Any] = {}
+    if date_created:
+        repository["date_created"] = int(date_created)
+    repository.update(
+        name=event.name,
+        namespace=event.namespace,
+        repo_full_name=event.repository,
+        repo_type="public" if public else "private",
+    )
+    event_data: dict[str, Any] = {"resources": [resource], "repository": repository}
+    custom = {key: str(value) for key, value in event.extra.items() if value != ""}
+    if event.size is not None:
+        custom["size"] = str(int(event.size))
+    if custom:
+        event_data["custom_attributes"] = dict(sorted(custom.items()))
+    return {
+        "type": event.type,
+        "occur_at": int(event.occur_at),
+        "operator": event.operator,
+        "event_data": event_data,
+    }
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as Go's encoding/json writes it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,1 @@
+"""I/O: the transparent pass-through to the upstream registry, which reports what it saw."""

@@ -1,0 +1,226 @@
+"""The proxy WSGI application: forward anything, stream both ways, report what happened.
+
+A plain WSGI callable, not a Flask view: on the proxy path Flask's per-request machinery costs
+more than the forwarding (reference/performance-anchors). Flask serves only /sidecar/ and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import urllib3
+
+from sidecar.events.infer import Exchange
+from sidecar.events.infer import infer
+from sidecar.events.infer import is_digest
+from sidecar.events.infer import manifest_route
+from sidecar.events.model import ArtifactEvent
+from sidecar.proxy.tags import Describer
+from sidecar.proxy.tags import TagIndex
+from sidecar.proxy.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade",
+})
+#: Request headers inference needs; copied into the Exchange (lower-case).
+OBSERVED_REQUEST = ("authorization", "content-type", "user-agent", "x-request-id", "host")
+OBSERVED_RESPONSE = ("docker-content-digest", "content-type", "content-length")
+_ENVIRON_HEADERS = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
+
+Sink = Callable[[list[ArtifactEvent]], None]
+
+
+def _header_name(key: str) -> str:
+    return "-".join(part.capitalize() for part in key[5:].split("_"))
+
+
+def request_headers(environ: dict) -> dict[str, str]:
+    """The client's headers minus hop-by-hop ones (gunicorn has already joined repeats)."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[_header_name(key)] = value
+        elif key in _ENVIRON_HEADERS and value != "":
+            headers[_ENVIRON_HEADERS[key]] = value
+    connection = headers.get("Connection", "")
+    dropped = HOP_BY_HOP | {t.strip().lower() for t in connection.split(",") if t.strip()}
+    return {k: v for k, v in headers.items() if k.lower() not in dropped}
+
+
+class _Body:
+    """A file-like view of wsgi.input limited to Content-Length, read in big chunks."""
+
+    def __init__(self, stream, length: int):
+        self._stream = stream
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = CHUNK if size is None or size < 0 else min(size, CHUNK * 4)
+        data = self._stream.read(min(size, self._left))
+        self._left -= len(data)
+        return data
+
+
+def _chunks(stream) -> Iterator[bytes]:
+    while True:
+        data = stream.read(CHUNK)
+        if not data:
+            return
+        yield data
+
+
+class _Streamed:
+    """Response body iterator; reports the exchange once the client has it, frees the conn."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, done: Callable[[], None]):
+        self._response = response
+        self._done = done
+        self._complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._response.stream(CHUNK, decode_content=False)
+        self._complete = True
+
+    def close(self) -> None:
+        try:
+            if not self._complete:
+                self._response.close()  # unread body: never reuse this connection
+            self._response.release_conn()
+        finally:
+            self._done()
+
+
+def unavailable(start_response, message: str, status: str = "502 Bad Gateway") -> list[bytes]:
+    body = json.dumps(
+        {"errors": [{"code": "UNAVAILABLE", "message": message}]}
+    ).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ProxyApp:
+    """WSGI: forward to `upstream`, hand inferred events to `sink` (which must not block)."""
+
+    def __init__(self, upstream: Upstream, sink: Sink, index: TagIndex | None = None,
+                 observe: Callable[[str, int], None] | None = None):
+        self.upstream = upstream
+        self.sink = sink
+        self.index = index or TagIndex()
+        self.describer = Describer(upstream, self.index)
+        self.observe = observe
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "") or "/"
+        target = environ.get("RAW_URI") or quote(path) + (
+            "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+        headers = request_headers(environ)
+        if "Host" not in headers:
+            headers["Host"] = self.upstream.netloc
+        remote = environ.get("REMOTE_ADDR", "")
+        if remote:
+            prior = headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
+        headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
+
+        body, chunked = None, False
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                return self._bad_request(start_response, "invalid Content-Length")
+            body = _Body(environ["wsgi.input"], size) if size > 0 else b""
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body, chunked = _chunks(environ["wsgi.input"]), True
+
+        route = manifest_route(path)
+        prior_tags: tuple[str, ...] = ()
+        prior_size = None
+        if route and method == "DELETE" and is_digest(route[1]):
+            try:
+                prior_tags, prior_size = self.describer.describe(route[0], route[1], headers)
+            except Exception:  # never let bookkeeping stop the client's request
+                log.exception("looking up %s@%s before delete failed", *route)
+
+        try:
+            response = self.upstream.request(method, target, headers, body=body, chunked=chunked)
+        except urllib3.exceptions.HTTPError as exc:
+            log.warning("upstream %s unavailable for %s %s: %s", self.upstream.url, method,
+                        path, exc)
+            self._observe(method, 502)
+            return unavailable(start_response, f"upstream registry unavailable: {_reason(exc)}")
+
+        out_headers = [
+            (k, v) for k, v in response.headers.iteritems() if k.lower() not in HOP_BY_HOP
+        ]
+        start_response(f"{response.status} {response.reason or ''}".rstrip(), out_headers)
+        status = response.status
+        self._observe(method, status)
+
+        def done() -> None:
+            if route is not None:
+                self._report(route, method, status, headers, response.headers,
+                             prior_tags, prior_size, path)
+
+        if method == "HEAD":
+            response.release_conn()
+            done()
+            return []
+        return _Streamed(response, done)
+
+    def _observe(self, method: str, status: int) -> None:
+        if self.observe is not None:
+            self.observe(method, status)
+
+    def _report(self, route, method, status, headers, response_headers, prior_tags,
+                prior_size, path) -> None:
+        repository, reference = route
+        digest = response_headers.get("Docker-Content-Digest", "")
+        if method in ("PUT", "GET", "HEAD") and digest and not is_digest(reference) \
+                and status in (200, 201):
+            self.index.remember(repository, reference, digest)
+        if method == "DELETE" and status == 202:
+            self.index.forget_digest(repository, reference)
+        exchange = Exchange(
+            method=method,
+            path=path,
+            status=status,
+            request_headers={k.lower(): v for k, v in headers.items()
+                             if k.lower() in OBSERVED_REQUEST},
+            response_headers={k.lower(): response_headers.get(k, "")
+                              for k in OBSERVED_RESPONSE if k in response_headers},
+            occur_at=int(time.time()),
+            prior_tags=prior_tags,
+            prior_size=prior_size,
+        )
+        events = infer(exchange)
+        if events:
+            self.sink(events)
+
+    @staticmethod
+    def _bad_request(start_response, message: str) -> list[bytes]:
+        body = json.dumps({"errors": [{"code": "UNSUPPORTED", "message": message}]}).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Errno" in text:
+        return text[text.index("[Errno"):].split("'")[0].rstrip(")")
+    return text[:200]

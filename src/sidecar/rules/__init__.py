@@ -1,0 +1,1 @@
+"""Policies: the rules file, Harbor's validation, and which policies an event matches."""

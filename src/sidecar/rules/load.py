@@ -1,0 +1,247 @@
+"""Read a rules file into projects and policies, naming the file and line of every mistake.
+
+A broken file is refused as a whole: the caller keeps the last good rules in force.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from sidecar.rules.policy import PROJECT_NAME
+from sidecar.rules.policy import Policy
+from sidecar.rules.policy import parse_policy
+
+PROJECT_KEYS = ("name", "public", "webhooks")
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    public: bool
+    policies: tuple[Policy, ...]
+
+
+@dataclass(frozen=True)
+class Rules:
+    projects: tuple[Project, ...]
+    source: str = ""
+
+    def project(self, name: str) -> Project | None:
+        for project in self.projects:
+            if project.name == name:
+                return project
+        return None
+
+
+class RulesError(ValueError):
+    """The rules file cannot be used; `problems` lists `file:line: reason` strings."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _LineDict(dict):
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _LineList(list):
+    line: int = 0
+    item_lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping, key and list item."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise yaml.MarkedYAMLError(
+                problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LineList:
+    out = _LineList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _line_of(root: Any, path: tuple[str | int, ...]) -> int:
+    """Line of the deepest node along `path` that we know a line for."""
+    node, line = root, getattr(root, "line", 1)
+    for step in path:
+        if isinstance(node, _LineDict) and step in node:
+            line = node.key_lines.get(step, line)
+            node = node[step]
+        elif isinstance(node, _LineList) and isinstance(step, int) and step < len(node):
+            line = node.item_lines[step]
+            node = node[step]
+        else:
+            break
+        if isinstance(node, (_LineDict, _LineList)) and not isinstance(step, str):
+            line = node.line
+    return line
+
+
+def expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Replace `${VAR}` from the environment (`$$` is a literal `$`); return missing names."""
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        if name not in environ:
+            missing.append(name)
+            return ""
+        return environ[name]
+
+    return _ENV_REF.sub(replace, value), missing
+
+
+def load_rules(path: str, environ: Mapping[str, str] | None = None) -> Rules:
+    """Read and validate the rules file at `path`; raise RulesError naming file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise RulesError([f"{path}: cannot read rules file: {exc.strerror}"]) from exc
+    return parse_rules(text, path, os.environ if environ is None else environ)
+
+
+def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
+    """Validate rules text; every problem found is reported, not just the first."""
+    try:
+        root = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise RulesError([f"{source}:{line}: {exc.problem or exc}"]) from exc
+    except yaml.YAMLError as exc:
+        raise RulesError([f"{source}: {exc}"]) from exc
+
+    problems: list[str] = []
+
+    def report(path: tuple[str | int, ...], message: str) -> None:
+        problems.append(f"{source}:{_line_of(root, path)}: {message}")
+
+    if root is None:
+        root = _LineDict(projects=[])
+        root.key_lines = {}
+    if not isinstance(root, dict):
+        raise RulesError([f"{source}:1: the rules file must be a mapping with a 'projects' list"])
+    for key in root:
+        if key != "projects":
+            report((key,), f"unknown top-level key '{key}' (expected 'projects')")
+    raw_projects = root.get("projects") or []
+    if not isinstance(raw_projects, list):
+        report(("projects",), "'projects' must be a list")
+        raw_projects = []
+
+    projects: list[Project] = []
+    seen_projects: set[str] = set()
+    for p_index, raw_project in enumerate(raw_projects):
+        base: tuple[str | int, ...] = ("projects", p_index)
+        if not isinstance(raw_project, dict):
+            report(base, "a project must be a mapping with 'name', 'public' and 'webhooks'")
+            continue
+        for key in raw_project:
+            if key not in PROJECT_KEYS:
+                report((*base, key), f"unknown key '{key}' in project")
+        name = raw_project.get("name")
+        if not isinstance(name, str) or not PROJECT_NAME.match(name):
+            report((*base, "name"), f"invalid project name {name!r}: use lower-case letters, "
+                   "digits and . _ - between them")
+            name = None
+        elif name in seen_projects:
+            report((*base, "name"), f"project '{name}' is declared twice")
+        else:
+            seen_projects.add(name)
+        public = raw_project.get("public", False)
+        if not isinstance(public, bool):
+            report((*base, "public"), "public must be true or false")
+        raw_hooks = raw_project.get("webhooks") or []
+        if not isinstance(raw_hooks, list):
+            report((*base, "webhooks"), "'webhooks' must be a list of webhook policies")
+            raw_hooks = []
+        policies: list[Policy] = []
+        names: set[str] = set()
+        for h_index, raw_hook in enumerate(raw_hooks):
+            hook_path = (*base, "webhooks", h_index)
+            expanded, missing = _expand_tree(raw_hook, environ)
+            for var, sub_path in missing:
+                report((*hook_path, *sub_path), f"environment variable {var} is not set")
+            policy, policy_problems = parse_policy(expanded)
+            for problem in policy_problems:
+                report((*hook_path, *problem.path), problem.message)
+            if policy is None:
+                continue
+            if policy.name in names:
+                report((*hook_path, "name"),
+                       f"notification policy named {policy.name} already exists")
+                continue
+            names.add(policy.name)
+            policies.append(_with_line(policy, _line_of(root, hook_path)))
+        if name:
+            projects.append(Project(name=name, public=bool(public), policies=tuple(policies)))
+    if problems:
+        raise RulesError(problems)
+    return Rules(projects=tuple(projects), source=source)
+
+
+def _with_line(policy: Policy, line: int) -> Policy:
+    return Policy(
+        name=policy.name,
+        event_types=policy.event_types,
+        targets=policy.targets,
+        description=policy.description,
+        enabled=policy.enabled,
+        line=line,
+    )
+
+
+def _expand_tree(
+    value: Any, environ: Mapping[str, str], path: tuple[str | int, ...] = ()
+) -> tuple[Any, list[tuple[str, tuple[str | int, ...]]]]:
+    """Expand `${VAR}` in every string of a policy; plain dicts and lists come out."""
+    missing: list[tuple[str, tuple[str | int, ...]]] = []
+    if isinstance(value, str):
+        text, names = expand_env(value, environ)
+        return text, [(name, path) for name in names]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out[key], sub = _expand_tree(item, environ, (*path, key))
+            missing.extend(sub)
+        return out, missing
+    if isinstance(value, list):
+        items = []
+        for index, item in enumerate(value):
+            expanded, sub = _expand_tree(item, environ, (*path, index))
+            items.append(expanded)
+            missing.extend(sub)
+        return items, missing
+    return value, missing

@@ -1,0 +1,1 @@
+"""Persistence: peewee models behind one DatabaseProxy (SQLite by default, PostgreSQL by URL)."""

@@ -1,0 +1,88 @@
+"""Open the database named by a URL and bring its schema up to date.
+
+SQLite runs in WAL mode with a busy timeout, so readers never wait for the writer and several
+gunicorn workers can share one file; PostgreSQL is for several sidecars sharing the work.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from peewee import Database
+from peewee import PostgresqlDatabase
+from peewee import SqliteDatabase
+
+from sidecar.store.models import MODELS
+from sidecar.store.models import SchemaVersion
+from sidecar.store.models import database
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10000,
+    "synchronous": "normal",  # WAL + normal survives a killed process; fsync per commit is moot
+    "foreign_keys": 1,
+}
+
+#: Each step brings the schema from version i to i+1. Append, never edit.
+MIGRATIONS: tuple = (
+    lambda db: db.create_tables(MODELS, safe=True),
+)
+
+
+def open_database(url: str) -> Database:
+    """Build (not connect) a peewee database for `sqlite:///path` or `postgresql://...`."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        # sqlite:///relative.db or sqlite:////absolute/path.db, as SQLAlchemy and peewee read it
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if not path:
+            raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    if scheme in ("postgres", "postgresql"):
+        return PostgresqlDatabase(
+            (parts.path or "/").lstrip("/") or "postgres",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=parts.username or None,
+            password=parts.password or None,
+        )
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+def bind(url: str) -> Database:
+    """Point the models at `url` and migrate; idempotent and safe to race from many workers."""
+    db = open_database(url)
+    database.initialize(db)
+    migrate(db)
+    return db
+
+
+def migrate(db: Database) -> int:
+    with db.connection_context():
+        with db.atomic():
+            db.create_tables([SchemaVersion], safe=True)
+            row = SchemaVersion.select().first()
+            if row is None:
+                row = SchemaVersion.create(version=0)
+            if isinstance(db, PostgresqlDatabase):
+                db.execute_sql("SELECT pg_advisory_xact_lock(7431001)")
+                row = SchemaVersion.select().first()
+            version = row.version
+            for step in MIGRATIONS[version:]:
+                step(db)
+            if version != len(MIGRATIONS):
+                SchemaVersion.update(version=len(MIGRATIONS)).execute()
+    return len(MIGRATIONS)
+
+
+def redacted_url(url: str) -> str:
+    """The database URL without its password, for logs and status."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

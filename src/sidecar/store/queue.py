@@ -1,0 +1,190 @@
+"""The delivery queue: record events with their deliveries, claim due work, record outcomes.
+
+One claiming mechanism at every scale: a claim stamps a random token on due rows in one UPDATE
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite), and every later write
+checks that token, so a worker whose lease expired cannot overwrite its successor's result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import PostgresqlDatabase
+
+from sidecar.store.models import DELIVERED
+from sidecar.store.models import FAILED
+from sidecar.store.models import PENDING
+from sidecar.store.models import SENDING
+from sidecar.store.models import Attempt
+from sidecar.store.models import Delivery
+from sidecar.store.models import Event
+from sidecar.store.models import database
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    policy_id: int | None
+    policy_name: str
+    target: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    occur_at: int
+    operator: str
+    project: str
+    repository: str
+    request_id: str
+    payload: dict[str, Any]
+    deliveries: tuple[NewDelivery, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt ended as. `retry_at` None means final."""
+
+    status: str  # DELIVERED, FAILED or PENDING (retry later)
+    status_code: int | None
+    error: str
+    started_at: float
+    duration_ms: int
+    response_excerpt: str = ""
+    retry_at: float | None = None
+
+
+def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | None = None) -> int:
+    """Insert events and their deliveries in one transaction; return deliveries created."""
+    now = time.time() if now is None else now
+    created = 0
+    with database.atomic():
+        for item in events:
+            event = Event.create(
+                type=item.type,
+                occur_at=item.occur_at,
+                operator=item.operator,
+                project=item.project,
+                repository=item.repository,
+                request_id=item.request_id,
+                payload_json=json.dumps(item.payload, separators=(",", ":")),
+                created_at=now,
+            )
+            for new in item.deliveries:
+                Delivery.create(
+                    uid=f"msg_{uuid.uuid4().hex}",
+                    event=event,
+                    policy=new.policy_id,
+                    policy_name=new.policy_name,
+                    project=item.project,
+                    event_type=item.type,
+                    target_json=json.dumps(new.target, separators=(",", ":")),
+                    status=PENDING,
+                    max_attempts=max_attempts,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                created += 1
+    return created
+
+
+def claim(limit: int, lease_seconds: float, now: float | None = None) -> list[Delivery]:
+    """Atomically take up to `limit` due deliveries (or ones whose lease ran out)."""
+    now = time.time() if now is None else now
+    token = uuid.uuid4().hex
+    due = (
+        Delivery.select(Delivery.id)
+        .where(
+            ((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now))
+            | ((Delivery.status == SENDING) & (Delivery.lease_until < now))
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if isinstance(database.obj, PostgresqlDatabase):
+        due = due.for_update("FOR UPDATE SKIP LOCKED")
+    with database.atomic():
+        taken = (
+            Delivery.update(
+                status=SENDING, claim_token=token, lease_until=now + lease_seconds, updated_at=now
+            )
+            .where(Delivery.id.in_(due))
+            .execute()
+        )
+    if not taken:
+        return []
+    return list(
+        Delivery.select(Delivery, Event)
+        .join(Event)
+        .where(Delivery.claim_token == token)
+        .order_by(Delivery.id)
+    )
+
+
+def finish(delivery: Delivery, outcome: Outcome) -> bool:
+    """Record an attempt and move the delivery on; False if our claim was taken over."""
+    now = time.time()
+    with database.atomic():
+        attempts = delivery.attempts + 1
+        fields: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": outcome.status_code,
+            "last_error": outcome.error,
+            "updated_at": now,
+            "claim_token": None,
+            "lease_until": None,
+        }
+        if outcome.status == PENDING and outcome.retry_at is not None:
+            fields.update(status=PENDING, next_attempt_at=outcome.retry_at)
+        else:
+            fields.update(status=outcome.status, finished_at=now)
+        rows = (
+            Delivery.update(**fields)
+            .where((Delivery.id == delivery.id) & (Delivery.claim_token == delivery.claim_token))
+            .execute()
+        )
+        if rows != 1:
+            return False
+        Attempt.create(
+            delivery=delivery.id,
+            number=attempts,
+            started_at=outcome.started_at,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            response_excerpt=outcome.response_excerpt,
+        )
+    return True
+
+
+def requeue(delivery_ids: Iterable[int], now: float | None = None) -> int:
+    """Send finished deliveries again (replay); their attempt history stays."""
+    now = time.time() if now is None else now
+    ids = list(delivery_ids)
+    if not ids:
+        return 0
+    return (
+        Delivery.update(
+            status=PENDING, next_attempt_at=now, finished_at=None, updated_at=now,
+            max_attempts=Delivery.attempts + Delivery.max_attempts,
+        )
+        .where(Delivery.id.in_(ids) & Delivery.status.in_([DELIVERED, FAILED]))
+        .execute()
+    )
+
+
+def counts() -> dict[str, int]:
+    out = {status: 0 for status in (PENDING, SENDING, DELIVERED, FAILED)}
+    from peewee import fn
+
+    query = Delivery.select(Delivery.status, fn.COUNT(Delivery.id).alias("n")).group_by(
+        Delivery.status
+    )
+    for row in query:
+        out[row.status] = row.n
+    return out
