@@ -1,0 +1,99 @@
+"""Shared fixtures: the real registry, webhook receivers, OCI images and sidecar processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import make_image
+from tests.support.receiver import Receiver
+from tests.support.registry import Registry
+from tests.support.sidecar import Sidecar
+
+REQUIRED_TOOLS = ("docker-registry", "skopeo")
+
+
+def _missing_tools() -> list[str]:
+    return [tool for tool in REQUIRED_TOOLS if not shutil.which(tool)]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Registry:
+    missing = _missing_tools()
+    if missing:
+        pytest.fail(f"end-to-end tests need {missing}: run the README's test command, which "
+                    "installs them")
+    reg = Registry(tmp_path_factory.mktemp("registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def receiver_factory():
+    started: list[Receiver] = []
+
+    def make(*args, **kwargs) -> Receiver:
+        receiver = Receiver(*args, **kwargs).start()
+        started.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def receiver(receiver_factory) -> Receiver:
+    return receiver_factory()
+
+
+@pytest.fixture
+def sidecar_factory(tmp_path, registry):
+    started: list[Sidecar] = []
+
+    def make(rules=None, upstream: str | None = None, start: bool = True, name: str = "sc",
+             **kwargs) -> Sidecar:
+        sidecar = Sidecar(tmp_path / f"{name}{len(started)}", upstream or registry.url,
+                          rules=rules, **kwargs)
+        started.append(sidecar)
+        if start:
+            sidecar.start()
+        return sidecar
+
+    yield make
+    for sidecar in started:
+        sidecar.stop()
+        if os.environ.get("SIDECAR_TEST_SHOW_LOGS"):
+            print(sidecar.log())
+
+
+@pytest.fixture
+def image(tmp_path):
+    """Factory: a fresh OCI layout with random layers; returns (path, manifest digest)."""
+    counter = [0]
+
+    def make(tag: str = "v1", layers: int = 2, layer_size: int = 64 * 1024,
+             path: Path | None = None):
+        counter[0] += 1
+        where = path or tmp_path / f"image{counter[0]}"
+        digest = make_image(where, tag=tag, layers=layers, layer_size=layer_size)
+        return where, digest
+
+    return make
+
+
+def webhook_rules(address: str, project: str = "proj", public: bool = False,
+                  event_types=("PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT"),
+                  auth_header: str | None = "Bearer ${CI_TOKEN}", name: str = "ci",
+                  **target_extra) -> dict:
+    """A rules document with one project and one http policy pointing at `address`."""
+    target = {"type": "http", "address": address, "skip_cert_verify": False,
+              "payload_format": "Default", **target_extra}
+    if auth_header is not None:
+        target["auth_header"] = auth_header
+    return {"projects": [{"name": project, "public": public, "webhooks": [{
+        "name": name, "enabled": True, "event_types": list(event_types), "targets": [target],
+    }]}]}

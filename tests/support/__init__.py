@@ -1,0 +1,1 @@
+"""Real components for end-to-end tests: registry, sidecar process, receivers, images, clients."""

@@ -1,0 +1,75 @@
+"""CNCF Distribution (Debian's docker-registry) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.support.ports import free_port
+from tests.support.ports import wait_http
+
+BINARY = "/usr/bin/docker-registry"
+
+CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  secret: test-secret-{port}
+{auth}"""
+
+
+class Registry:
+    def __init__(self, workdir: Path, htpasswd: Path | None = None):
+        if not os.path.exists(BINARY):
+            raise RuntimeError("docker-registry is not installed: apt-get install -y docker-registry")
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.netloc = f"127.0.0.1:{self.port}"
+        self.htpasswd = htpasswd
+        self.process: subprocess.Popen | None = None
+        self.log_path = workdir / "registry.log"
+
+    def start(self) -> Registry:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if self.htpasswd:
+            auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {self.htpasswd}\n"
+        config = self.workdir / "config.yml"
+        config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth))
+        self.process = subprocess.Popen(
+            [BINARY, "serve", str(config)],
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_http(f"{self.url}/v2/")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def wipe(self) -> None:
+        shutil.rmtree(self.workdir / "storage", ignore_errors=True)
