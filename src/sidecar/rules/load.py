@@ -18,7 +18,7 @@ from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
 
 PROJECT_KEYS = ("name", "public", "webhooks")
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,18 @@ def _line_of(root: Any, path: tuple[str | int, ...]) -> int:
 
 
 def expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
-    """Replace `${VAR}` from the environment (`$$` is a literal `$`); return missing names."""
+    """Replace `${VAR}` (or `${VAR:-default}`) from the environment; `$$` is a literal `$`.
+
+    Returns the text and the names that were neither set nor given a default.
+    """
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name = match.group(1)
+        name, default = match.group(1), match.group(2)
+        if name not in environ and default is not None:
+            return default
         if name not in environ:
             missing.append(name)
             return ""
