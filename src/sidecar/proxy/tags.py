@@ -63,8 +63,11 @@ class Describer:
         base = {k: v for k, v in headers.items() if k.lower() in ("authorization", "host")}
         size = self._size(repository, digest, base)
         known = self._index.tags_for(repository, digest)
-        candidates = known if known else self._list_tags(repository, base)
-        tags = self._pointing_at(repository, digest, candidates, base)
+        tags = self._pointing_at(repository, digest, known, base) if known else []
+        if not tags:
+            # nothing remembered, or what we remembered moved behind our back: ask the registry
+            listed = [t for t in self._list_tags(repository, base) if t not in known]
+            tags = self._pointing_at(repository, digest, listed, base)
         return tuple(sorted(tags, key=lambda t: (t not in known, t))), size
 
     def _get(self, path: str, headers: dict[str, str], method: str = "GET"):
