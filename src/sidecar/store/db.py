@@ -62,15 +62,23 @@ def bind(url: str) -> Database:
 
 
 def migrate(db: Database) -> int:
+    """Run the missing migration steps, serialised across processes and hosts.
+
+    Several workers (and sidecars sharing PostgreSQL) start at once on a fresh database: the
+    lock comes first, before anything is read or created, so exactly one of them migrates.
+    """
     with db.connection_context():
-        with db.atomic():
-            db.create_tables([SchemaVersion], safe=True)
-            row = SchemaVersion.select().first()
-            if row is None:
-                row = SchemaVersion.create(version=0)
+        if isinstance(db, PostgresqlDatabase):
+            transaction = db.atomic()
+        else:
+            transaction = db.atomic(lock_type="IMMEDIATE")  # the write lock, taken at BEGIN
+        with transaction:
             if isinstance(db, PostgresqlDatabase):
                 db.execute_sql("SELECT pg_advisory_xact_lock(7431001)")
-                row = SchemaVersion.select().first()
+            db.create_tables([SchemaVersion], safe=True)
+            row = SchemaVersion.select().order_by(SchemaVersion.id).first()
+            if row is None:
+                row = SchemaVersion.create(version=0)
             version = row.version
             for step in MIGRATIONS[version:]:
                 step(db)
