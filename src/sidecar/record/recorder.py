@@ -34,6 +34,7 @@ class RecorderSettings:
     batch_interval: float = 0.05
     batch_size: int = 500
     max_buffer: int = 100_000
+    retry_interval: float = 1.0  # after a failed write: the database may be restarting
 
 
 def build_records(
@@ -131,7 +132,7 @@ class Recorder:
                 time.sleep(self._settings.batch_interval)  # gather a batch
             while self._buffer and not self._stopping:
                 if not self._write_batch():
-                    time.sleep(1.0)  # database trouble: keep the events, try again
+                    time.sleep(self._settings.retry_interval)  # keep the events, try again
 
     def _write_batch(self) -> bool:
         batch = [
