@@ -69,6 +69,11 @@ class Sender:
     def _fail(started: float, clock: float, error: str) -> Answer:
         return Answer(None, error, None, "", started, int((time.monotonic() - clock) * 1000))
 
+    @staticmethod
+    def failed(started: float, error: str) -> Answer:
+        """An attempt that ended before anything was sent."""
+        return Answer(None, error, None, "", started, 0)
+
 
 def _short(exc: Exception) -> str:
     text = str(exc)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 from sidecar.dispatch.render import render
+from sidecar.dispatch.retry import FAILED
+from sidecar.dispatch.retry import Decision
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.retry import decide
 from sidecar.dispatch.retry import parse_retry_after
@@ -48,6 +50,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = False
         self.sent = 0
+        self._busy = 0  # sends under way
 
     def wake(self, _count: int = 0) -> None:
         """Called when new deliveries were recorded in this process."""
@@ -58,9 +61,32 @@ class Dispatcher:
             threading.Thread(target=self._send_loop, name=f"sender-{index}", daemon=True).start()
         threading.Thread(target=self._claim_loop, name="claimer", daemon=True).start()
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; give back claims not yet sent; let sends under way finish.
+
+        A graceful restart then delays nothing: otherwise each claim held here would wait
+        for its lease to expire before another worker could take it.
+        """
         self._stopping = True
         self._wake.set()
+        unsent: list[Delivery] = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except stdlib_queue.Empty:
+                break
+            if item is not None:
+                unsent.append(item)
+                self._free.release()
+        if unsent:
+            try:
+                self._executor.run(queue.release, unsent)
+            except Exception:
+                log.exception("giving back %d claims failed; their leases will expire",
+                              len(unsent))
+        deadline = time.monotonic() + (self._settings.timeout + 2 if grace is None else grace)
+        while self._busy and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _claim_loop(self) -> None:
         idle = 0.05
@@ -73,6 +99,9 @@ class Dispatcher:
                 batch = []
             for _ in range(free - len(batch)):
                 self._free.release()
+            if batch and self._stopping:  # claimed while stopping: give it straight back
+                self._executor.run(queue.release, batch)
+                return
             for delivery in batch:
                 self._work.put(delivery)
             if batch:
@@ -94,30 +123,39 @@ class Dispatcher:
             delivery = self._work.get()
             if delivery is None:
                 return
+            self._busy += 1
             try:
                 self.deliver(delivery)
             except Exception:
                 log.exception("delivery %s crashed; its lease will expire and it is retried",
                               delivery.id)
             finally:
+                self._busy -= 1
                 self._free.release()
 
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""
-        target = delivery.target
-        request = render(delivery.event.payload, target, delivery.uid)
-        answer = self._sender.send(request)
         attempt = delivery.attempts + 1
-        retry = RetryPolicy(
-            max_attempts=delivery.max_attempts,
-            backoff=self._settings.retry.backoff,
-            backoff_max=self._settings.retry.backoff_max,
-        )
-        now = time.time()
-        decision = decide(
-            retry, attempt, answer.status_code, answer.error,
-            parse_retry_after(answer.retry_after, now), now,
-        )
+        try:
+            request = render(delivery.event.payload, delivery.target, delivery.uid)
+        except Exception as exc:
+            # Final: the same row renders the same way next time. Left unrecorded, it would be
+            # taken over after every lease expiry, for ever.
+            log.exception("delivery %s: cannot build the request", delivery.id)
+            answer = Sender.failed(time.time(), f"cannot build the request: {exc!r}"[:300])
+            decision = Decision(FAILED, None, answer.error)
+        else:
+            answer = self._sender.send(request)
+            retry = RetryPolicy(
+                max_attempts=delivery.max_attempts,
+                backoff=self._settings.retry.backoff,
+                backoff_max=self._settings.retry.backoff_max,
+            )
+            now = time.time()
+            decision = decide(
+                retry, attempt, answer.status_code, answer.error,
+                parse_retry_after(answer.retry_after, now), now,
+            )
         outcome = queue.Outcome(
             status=decision.status,
             status_code=answer.status_code,

@@ -162,6 +162,21 @@ def finish(delivery: Delivery, outcome: Outcome) -> bool:
     return True
 
 
+def release(deliveries: Iterable[Delivery], now: float | None = None) -> int:
+    """Give back claims that were never sent (a stopping worker), so no one waits for the lease."""
+    now = time.time() if now is None else now
+    released = 0
+    with database.atomic():
+        for delivery in deliveries:
+            released += (
+                Delivery.update(status=PENDING, claim_token=None, lease_until=None, updated_at=now)
+                .where((Delivery.id == delivery.id)
+                       & (Delivery.claim_token == delivery.claim_token))
+                .execute()
+            )
+    return released
+
+
 def requeue(delivery_ids: Iterable[int], now: float | None = None) -> int:
     """Send finished deliveries again (replay); their attempt history stays."""
     now = time.time() if now is None else now
