@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import Flask
 
+from sidecar import metrics
+from sidecar.api import metrics as metrics_api
 from sidecar.api import status as status_api
 from sidecar.config import Settings
 from sidecar.dispatch.retry import RetryPolicy
@@ -52,6 +54,7 @@ class Runtime:
                     backoff_max=settings.backoff_max_seconds,
                 ),
             ),
+            observe=metrics.observe_attempt,
         )
         self.recorder = Recorder(
             self.executor,
@@ -148,6 +151,7 @@ def create_flask(runtime: Runtime) -> Flask:
     app.extensions["sidecar"] = runtime
     app.json.sort_keys = False
     app.register_blueprint(status_api.bp)
+    app.register_blueprint(metrics_api.bp)
     return app
 
 
@@ -155,7 +159,13 @@ def create_app(settings: Settings, start: bool = True) -> tuple[SidecarApp, Runt
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
     store_db.bind(settings.database)
     runtime = Runtime(settings)
-    proxy = ProxyApp(runtime.upstream, runtime.recorder.submit)
+    submit = runtime.recorder.submit
+
+    def sink(events):
+        metrics.observe_events(events)
+        submit(events)
+
+    proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request)
     app = SidecarApp(create_flask(runtime), proxy)
     if start:
         runtime.start()

@@ -6,7 +6,11 @@ in the worker), so the recorder, dispatcher and rules watcher are greenlets of t
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import shutil
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 
@@ -24,6 +28,52 @@ def _worker_exit(server, worker) -> None:
             _runtime.stop()
         except Exception:
             log.exception("stopping runtime failed")
+
+
+def prepare_metrics_dir() -> str | None:
+    """Give the workers a clean PROMETHEUS_MULTIPROC_DIR before they fork.
+
+    Must run before anything imports prometheus_client (it picks its storage at import).
+    Returns the directory to remove at exit, if we made it.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):  # counts of an earlier run
+            os.unlink(stale)
+        return None
+    _remove_orphaned_metrics_dirs()
+    made = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
+
+
+METRICS_DIR_PREFIX = "sidecar-metrics-"
+
+
+def _remove_orphaned_metrics_dirs() -> None:
+    """Directories of sidecars that were killed (no chance to clean up): their master is gone."""
+    pattern = os.path.join(tempfile.gettempdir(), f"{METRICS_DIR_PREFIX}*-*")
+    for path in glob.glob(pattern):
+        owner = os.path.basename(path)[len(METRICS_DIR_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # alive, owned by someone else
+
+
+def _child_exit(server, worker) -> None:
+    # In the master: a dead worker's live gauges go; its counters stay in the sums.
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+    except Exception:
+        log.exception("cleaning metrics of worker %s failed", worker.pid)
 
 
 class SidecarServer(BaseApplication):
@@ -50,6 +100,7 @@ class SidecarServer(BaseApplication):
             "errorlog": "-",
             "proc_name": "registry-webhook-sidecar",
             "worker_exit": _worker_exit,
+            "child_exit": _child_exit,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -63,4 +114,11 @@ class SidecarServer(BaseApplication):
 
 
 def run(settings: Settings) -> None:
-    SidecarServer(settings).run()
+    made = prepare_metrics_dir()
+    master = os.getpid()
+    try:
+        SidecarServer(settings).run()
+    finally:
+        # workers leave through here too (gunicorn exits them with SystemExit): master only
+        if made and os.getpid() == master:
+            shutil.rmtree(made, ignore_errors=True)

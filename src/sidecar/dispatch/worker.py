@@ -10,6 +10,7 @@ import logging
 import queue as stdlib_queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidecar.dispatch.render import render
@@ -41,9 +42,11 @@ class DispatchSettings:
 
 
 class Dispatcher:
-    def __init__(self, executor: Executor, settings: DispatchSettings):
+    def __init__(self, executor: Executor, settings: DispatchSettings,
+                 observe: Callable[[str, float], None] | None = None):
         self._executor = executor
         self._settings = settings
+        self._observe = observe  # (outcome, seconds) after each attempt: metrics
         self._sender = Sender(settings.timeout)
         self._work: stdlib_queue.Queue[Delivery | None] = stdlib_queue.Queue()
         self._free = threading.Semaphore(settings.concurrency)
@@ -166,6 +169,8 @@ class Dispatcher:
             retry_at=decision.retry_at,
         )
         self._log(delivery, attempt, answer, decision.status, decision.reason)
+        if self._observe is not None:
+            self._observe(decision.status, answer.duration_ms / 1000)
         if not self._executor.run(queue.finish, delivery, outcome):
             log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
         self.sent += 1
