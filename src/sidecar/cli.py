@@ -1,4 +1,4 @@
-"""`sidecar` command line: serve, check-rules."""
+"""`sidecar` command line: serve, and the operator's commands (check-rules, status, ...)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,125 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_store(args: argparse.Namespace) -> None:
+    """Bind the store named by --database, or by --config's harbor.yml, or the default."""
+    from sidecar.store import db as store_db
+
+    settings = load_settings(args.config).replace(database=args.database)
+    store_db.bind(settings.database)
+
+
+def _store_or_fail(args: argparse.Namespace) -> bool:
+    from sidecar.store import db as store_db
+
+    try:
+        _open_store(args)
+    except ConfigError as exc:
+        print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+        return False
+    except Exception as exc:
+        url = args.database or "(from configuration)"
+        print(f"sidecar: cannot open database {store_db.redacted_url(url)}: {exc}",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def _print_json(value) -> None:
+    import json
+
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sidecar.report_text import status_text
+
+    if args.url:
+        import requests
+
+        try:
+            response = requests.get(args.url.rstrip("/") + "/sidecar/status",
+                                    headers={"Accept": "application/json"}, timeout=10)
+            response.raise_for_status()
+            status = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            print(f"sidecar: cannot read status from {args.url}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        if not _store_or_fail(args):
+            return 2
+        from sidecar.store.reports import redact_address
+        from sidecar.store.reports import status_report
+
+        status = status_report(limit=args.limit)
+        settings = load_settings(args.config)
+        status["upstream"] = {"url": redact_address(settings.upstream),
+                              "healthy": _upstream_healthy(settings.upstream)}
+    if args.json:
+        _print_json(status)
+    else:
+        print(status_text(status))
+    return 0
+
+
+def _upstream_healthy(url: str) -> bool | None:
+    from sidecar.proxy.upstream import Upstream
+
+    try:
+        return Upstream(url, connect_timeout=2.0, read_timeout=5.0).healthy()
+    except ValueError:
+        return None
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    if not _store_or_fail(args):
+        return 2
+    from sidecar.report_text import deliveries_table
+    from sidecar.store.reports import list_deliveries
+
+    rows = list_deliveries(failed=args.failed, policy=args.policy, project=args.project,
+                           limit=args.limit, with_history=args.json)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(deliveries_table(rows))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sidecar.store.reports import parse_duration
+
+    if not args.ids and not args.failed:
+        print("sidecar replay: give delivery IDs or --failed", file=sys.stderr)
+        return 2
+    if args.since and not args.failed:
+        print("sidecar replay: --since goes with --failed", file=sys.stderr)
+        return 2
+    try:
+        since = parse_duration(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"sidecar replay: {exc}", file=sys.stderr)
+        return 2
+    if not _store_or_fail(args):
+        return 2
+    from sidecar.report_text import replay_text
+    from sidecar.store.reports import replay
+
+    result = replay(args.ids, failed=args.failed, since=since)
+    if args.json:
+        _print_json(result)
+    else:
+        print(replay_text(result))
+    return 1 if result["skipped"] and not result["requeued"] else 0
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="harbor.yml naming the database")
+    parser.add_argument("--database",
+                        help="sqlite:///PATH or postgresql://... (overrides --config)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sidecar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -82,6 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-rules", help="validate a rules file (exit 1 on errors)")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_rules)
+
+    status = sub.add_parser("status", help="upstream, queue, endpoints, policies, deliveries")
+    status.add_argument("--url", help="a running sidecar, e.g. http://127.0.0.1:8080 "
+                        "(otherwise read the store directly)")
+    _store_args(status)
+    status.add_argument("--limit", type=int, default=20, help="recent deliveries to show")
+    status.set_defaults(func=cmd_status)
+
+    deliveries = sub.add_parser("deliveries", help="list deliveries, newest first")
+    deliveries.add_argument("--failed", action="store_true", help="only failed ones")
+    deliveries.add_argument("--policy", help="policy NAME or PROJECT/NAME")
+    deliveries.add_argument("--project", help="only this project")
+    deliveries.add_argument("--limit", type=int, default=50)
+    _store_args(deliveries)
+    deliveries.set_defaults(func=cmd_deliveries)
+
+    replay = sub.add_parser("replay", help="send finished deliveries again (history is kept)")
+    replay.add_argument("ids", nargs="*", type=int, metavar="ID")
+    replay.add_argument("--failed", action="store_true", help="every failed delivery")
+    replay.add_argument("--since", help="with --failed: only those that failed within "
+                        "DURATION (e.g. 10m, 2h, 1d)")
+    _store_args(replay)
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -1,0 +1,130 @@
+"""Reports from `store.reports` (or /sidecar/status JSON) as plain-text tables for a terminal.
+
+Pure: dicts in, text out. The CLI prints these; the values are already redacted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
+    """Left-aligned columns; a cell longer than `max_width` is cut with an ellipsis."""
+    cells = [[_cell(v, max_width) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    lines += ["  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, max_width: int) -> str:
+    text = "" if value is None else " ".join(str(value).split())
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def when(stamp: float | None, now: float | None = None) -> str:
+    if not stamp:
+        return "never"
+    now = time.time() if now is None else now
+    delta = now - stamp
+    if abs(delta) < 120:
+        ago = f"{delta:.0f}s"
+    elif abs(delta) < 7200:
+        ago = f"{delta / 60:.0f}m"
+    elif abs(delta) < 172800:
+        ago = f"{delta / 3600:.0f}h"
+    else:
+        return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{ago} ago" if delta >= 0 else f"in {ago.lstrip('-')}"
+
+
+def code_error(item: dict[str, Any]) -> str:
+    parts = [str(item["last_status_code"])] if item.get("last_status_code") else []
+    if item.get("last_error"):
+        parts.append(item["last_error"])
+    return " ".join(parts)
+
+
+def deliveries_table(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return "no deliveries"
+    return table(
+        ("ID", "EVENT", "PROJECT/POLICY", "TARGET", "STATUS", "ATTEMPTS", "CREATED",
+         "LAST CODE/ERROR"),
+        [(d["id"], d["event_type"], f"{d['project']}/{d['policy']}", d["target"]["address"],
+          d["status"], f"{d['attempts']}/{d['max_attempts']}", when(d.get("created_at")),
+          code_error(d)) for d in rows],
+    )
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """The status page's content, for a terminal."""
+    out = []
+    upstream = status.get("upstream") or {}
+    healthy = upstream.get("healthy")
+    health = "unknown" if healthy is None else ("reachable" if healthy else "UNREACHABLE")
+    counts = status["deliveries"]
+    queue = status["queue"]
+    out.append(f"upstream      {upstream.get('url', '?')}  {health}")
+    out.append(f"queue         {queue['depth']} waiting ({queue['due_now']} due now)")
+    out.append("deliveries    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if "notification_enable" in status:
+        out.append("notifications " + ("enabled" if status["notification_enable"] else "DISABLED"))
+    rules = status.get("rules") or {}
+    if rules.get("error"):
+        out.append(f"rules         REFUSED, previous rules in force:\n{rules['error']}")
+    elif rules.get("file"):
+        out.append(f"rules         {rules['file']} loaded {when(rules.get('loaded_at'))}")
+    endpoints = status.get("endpoints") or []
+    if endpoints:
+        out.append("\nENDPOINTS (failing first)")
+        out.append(table(
+            ("STATE", "ENDPOINT", "POLICIES", "OK", "FAILED", "RETRYING", "LAST ATTEMPT",
+             "LAST CODE/ERROR"),
+            [(e["state"], e["address"], ", ".join(e["policies"]), e["delivered"], e["failed"],
+              e["retrying"], when(e.get("last_attempt_at")), code_error(e)) for e in endpoints],
+        ))
+    policies = status.get("policies") or []
+    if policies:
+        out.append("\nPOLICIES (last trigger per event type)")
+        rows = []
+        for p in policies:
+            state = "enabled" if p["enabled"] else "disabled"
+            triggers = p.get("triggers") or [
+                {"event_type": k, "last_trigger_time": v, "status": None}
+                for k, v in (p.get("last_trigger") or {}).items()
+            ]
+            if not triggers:
+                rows.append((f"{p['project']}/{p['name']}", state, "", "never", ""))
+            for i, t in enumerate(triggers):
+                rows.append((f"{p['project']}/{p['name']}" if i == 0 else "",
+                             state if i == 0 else "", t["event_type"],
+                             when(t.get("last_trigger_time")), t.get("status") or ""))
+        out.append(table(("POLICY", "STATE", "EVENT TYPE", "LAST TRIGGER", "OUTCOME"), rows))
+    attention = (status.get("retrying") or []) + (status.get("recent_failures") or [])
+    if attention:
+        out.append("\nFAILED AND RETRYING")
+        out.append(deliveries_table(attention))
+    out.append("\nRECENT DELIVERIES")
+    out.append(deliveries_table(status.get("recent") or []))
+    return "\n".join(out)
+
+
+def replay_text(result: dict[str, Any]) -> str:
+    out = []
+    requeued = result["requeued"]
+    if requeued:
+        out.append(f"re-queued {len(requeued)} deliveries:")
+        out.append(deliveries_table(requeued))
+    else:
+        out.append("nothing re-queued")
+    for item in result["skipped"]:
+        out.append(f"skipped {item['id']}: {item['reason']}")
+    return "\n".join(out)
