@@ -48,6 +48,8 @@ _SIDECAR_KEYS = {
     "rules_poll_seconds": float, "upstream_read_timeout": float, "access_log": bool,
     "delivery": dict,
 }
+#: harbor.yml's levels; Python's logging knows each name.
+LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
 _DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
 
 
@@ -89,7 +91,7 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
     if "notification_enable" in raw:
         out["notification_enable"] = _typed(raw["notification_enable"], bool,
                                              f"{path}: notification_enable")
-    notification = raw.get("notification") or {}
+    notification = _section(raw, "notification", path)
     if "webhook_job_max_retry" in notification:
         value = _typed(notification["webhook_job_max_retry"], int,
                        f"{path}: notification.webhook_job_max_retry")
@@ -98,15 +100,17 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
         out["webhook_job_http_client_timeout"] = _typed(
             notification["webhook_job_http_client_timeout"], float,
             f"{path}: notification.webhook_job_http_client_timeout")
-    jobservice = raw.get("jobservice") or {}
+    jobservice = _section(raw, "jobservice", path)
     if "max_job_workers" in jobservice:
         out["max_job_workers"] = _typed(jobservice["max_job_workers"], int,
                                         f"{path}: jobservice.max_job_workers")
-    log_section = raw.get("log") or {}
+    log_section = _section(raw, "log", path)
     if "level" in log_section:
         out["log_level"] = str(log_section["level"]).lower()
-    external = (raw.get("external_database") or {}).get("harbor")
+    external = _section(raw, "external_database", path).get("harbor")
     if external:
+        if not isinstance(external, dict):
+            raise ConfigError(f"{path}: external_database.harbor must be a mapping")
         out["database"] = _postgres_url(external, path)
     sidecar = raw.get("sidecar") or {}
     if not isinstance(sidecar, dict):
@@ -125,6 +129,13 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
             continue
         out[key] = _typed(value, _SIDECAR_KEYS[key], f"{path}: sidecar.{key}")
     return out
+
+
+def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    section = raw.get(key) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping, got {section!r}")
+    return section
 
 
 def _postgres_url(section: dict[str, Any], path: str) -> str:
@@ -148,6 +159,9 @@ def validate(settings: Settings) -> None:
     host, _, port = settings.bind.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"bind must be HOST:PORT, got {settings.bind!r}")
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}, "
+                          f"got {settings.log_level!r}")
     if settings.workers < 1:
         raise ConfigError("workers must be at least 1")
     if settings.max_job_workers < 1:

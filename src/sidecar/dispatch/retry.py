@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 DELIVERED = "delivered"
@@ -28,7 +29,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Delay after failed attempt number `attempt` (1-based): exponential, equal jitter."""
-        base = min(self.backoff_max, self.backoff * (2 ** max(0, attempt - 1)))
+        # the exponent is bounded so a large attempt number cannot overflow a float
+        base = min(self.backoff_max, self.backoff * (2 ** min(max(0, attempt - 1), 64)))
         return base / 2 + rng() * base / 2
 
 
@@ -44,13 +46,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone accepts "²"
         return min(float(value), MAX_RETRY_AFTER)
     try:
-        when = parsedate_to_datetime(value).timestamp()
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return min(max(0.0, when - now), MAX_RETRY_AFTER)
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP-dates are GMT, never local time
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
 
 
 def decide(

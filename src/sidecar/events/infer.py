@@ -21,8 +21,9 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = rf"{_COMPONENT}(?:/{_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
-_MANIFEST_ROUTE = re.compile(rf"^/v2/(?P<name>{_NAME})/manifests/(?P<ref>{_TAG}|{_DIGEST})$")
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+# \Z, not $: "$" also matches before a trailing newline (a decoded %0A)
+_MANIFEST_ROUTE = re.compile(rf"^/v2/(?P<name>{_NAME})/manifests/(?P<ref>{_TAG}|{_DIGEST})\Z")
+_DIGEST_RE = re.compile(rf"^{_DIGEST}\Z")
 
 #: Harbor ignores pulls made by its own replication client; so do we.
 REPLICATION_USER_AGENT = "harbor-registry-client"
@@ -68,8 +69,8 @@ def infer(exchange: Exchange) -> list[ArtifactEvent]:
     status = exchange.status
     by_digest = is_digest(reference)
     digest = exchange.response_headers.get("docker-content-digest", "").strip()
-    if not digest and by_digest:
-        digest = reference
+    if not is_digest(digest):  # absent or garbled: never pass it on as the artifact's digest
+        digest = reference if by_digest else ""
     request_headers = exchange.request_headers
     common = {
         "repository": repository,

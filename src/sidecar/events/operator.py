@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def operator_from_authorization(header: str | None) -> str:
@@ -39,4 +42,7 @@ def _jwt_subject(token: str) -> str:
     except (binascii.Error, ValueError):
         return ""
     sub = claims.get("sub") if isinstance(claims, dict) else None
-    return sub if isinstance(sub, str) else ""
+    if not isinstance(sub, str):
+        return ""
+    # JSON can spell lone surrogates ("\\ud800"): not text, and unstorable. Go writes U+FFFD.
+    return _SURROGATE.sub("\ufffd", sub)

@@ -8,6 +8,7 @@ goes to `custom_attributes`, a string-to-string map every receiver accepts.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sidecar.events.model import ArtifactEvent
@@ -15,7 +16,7 @@ from sidecar.events.model import ArtifactEvent
 
 def resource_url(hostname: str, repository: str, reference: str, *, by_digest: bool) -> str:
     """`<host[:port]>/<repo>:<tag>` or `...@<digest>`: no scheme, as Harbor's ExtURL()."""
-    host = hostname.lower().rstrip("/")
+    host = hostname.strip().lower().rstrip("/")
     for scheme in ("https://", "http://"):
         if host.startswith(scheme):
             host = host[len(scheme):]
@@ -63,6 +64,17 @@ def artifact_payload(
     }
 
 
+#: Go's encoding/json escapes these inside strings (HTML safety, JavaScript line separators).
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+               "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def encode(payload: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, as Go's encoding/json writes it."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON, byte for byte as Go's encoding/json writes it (Harbor's body)."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    # these characters can only occur inside JSON strings, so a plain replace is exact
+    for char, escaped in _GO_ESCAPES.items():
+        text = text.replace(char, escaped)
+    # a lone surrogate is not text: Go writes U+FFFD where Python's encoder would raise
+    return _SURROGATE.sub("\ufffd", text).encode("utf-8")

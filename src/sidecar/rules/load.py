@@ -5,8 +5,10 @@ A broken file is refused as a whole: the caller keeps the last good rules in for
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from collections.abc import Hashable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +71,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.MarkedYAMLError(
+                problem="a mapping key must be a plain value", problem_mark=key_node.start_mark
+            )
         if key in out:
             raise yaml.MarkedYAMLError(
                 problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
@@ -109,6 +115,8 @@ def _line_of(root: Any, path: tuple[str | int, ...]) -> int:
 def expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     """Replace `${VAR}` (or `${VAR:-default}`) from the environment; `$$` is a literal `$`.
 
+    As in the shell and docker compose, the default also replaces a variable set to "".
+
     Returns the text and the names that were neither set nor given a default.
     """
     missing: list[str] = []
@@ -117,7 +125,7 @@ def expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name not in environ and default is not None:
+        if default is not None and not environ.get(name):
             return default
         if name not in environ:
             missing.append(name)
@@ -218,14 +226,8 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
 
 
 def _with_line(policy: Policy, line: int) -> Policy:
-    return Policy(
-        name=policy.name,
-        event_types=policy.event_types,
-        targets=policy.targets,
-        description=policy.description,
-        enabled=policy.enabled,
-        line=line,
-    )
+    # replace() keeps every field, including ones added to Policy later
+    return dataclasses.replace(policy, line=line)
 
 
 def _expand_tree(

@@ -75,7 +75,8 @@ def check_url(address: Any) -> str | None:
         return "empty URL"
     candidate = address.strip()
     if "://" not in candidate:
-        return f"invalid scheme: {candidate.partition(':')[0] if ':' in candidate else ''}"
+        # Harbor would store it and fail at delivery; say what is missing instead
+        return "invalid scheme: the address must start with http:// or https://"
     try:
         parts = urlsplit(candidate)
         parts.port  # noqa: B018 - raises on a bad port

@@ -1,0 +1,182 @@
+"""What real receivers of Harbor webhooks check, as assertions other tests can reuse.
+
+Rules T1-T5 (the HTTP request) and B1-B15 (the Default body) are those our receivers survey
+derived from Argo CD Image Updater, Flux, Keel, Kargo, the Jenkins plugin, KubeVela, Backend.AI
+and go-deploy. Every failure names its rule, so a broken test says which receiver would break.
+
+    assert_harbor_compatible(payload, host="harbor.example.com")
+    assert_request_compatible("POST", url, headers, body, address=url, auth_header="s3cret")
+
+Written independently of the sidecar's code (no sidecar imports), so it cannot share its bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+TOP_KEYS = ("type", "occur_at", "operator", "event_data")
+EVENT_DATA_KEYS = frozenset({"resources", "repository", "replication", "retention",
+                             "custom_attributes"})
+RESOURCE_KEYS = frozenset({"digest", "tag", "resource_url", "scan_overview"})
+REPOSITORY_KEYS = frozenset({"date_created", "name", "namespace", "repo_full_name", "repo_type"})
+#: Harbor's webhook event names: today's ten, and the chart events of Harbor <= 2.7.
+HARBOR_EVENT_TYPES = frozenset({
+    "PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT", "QUOTA_EXCEED", "QUOTA_WARNING",
+    "SCANNING_FAILED", "SCANNING_STOPPED", "SCANNING_COMPLETED", "REPLICATION", "TAG_RETENTION",
+    "UPLOAD_CHART", "DOWNLOAD_CHART", "DELETE_CHART",
+})
+ARTIFACT_EVENT_TYPES = frozenset({"PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT"})
+MAX_BODY = 1024 * 1024  # argocd-image-updater's limit, the smallest among receivers
+
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_DOMAIN_PART = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
+_HOST = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-f0-9:.]+\])(?::[0-9]+)?")
+
+
+def _fail(rule: str, message: str) -> None:
+    raise AssertionError(f"{rule}: {message}")
+
+
+def _check(condition: bool, rule: str, message: str) -> None:
+    if not condition:
+        _fail(rule, message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _nulls(value: Any, path: str = "$") -> list[str]:
+    if value is None:
+        return [path]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+def assert_harbor_compatible(payload: Mapping[str, Any] | bytes | str,
+                             host: str | None = None) -> None:
+    """Raise AssertionError naming the first broken rule of B1-B15 (and B11 when `host`).
+
+    `payload` is the decoded body or the raw bytes on the wire. Resource rules (B7-B13) apply
+    to artifact events, the ones whose `resources` name a pullable artifact.
+    """
+    if isinstance(payload, (bytes, str)):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            _fail("B1", f"body is not JSON: {exc}")
+    _check(isinstance(payload, Mapping), "B1", "body must be a JSON object")
+    nulls = _nulls(payload)
+    _check(not nulls, "B15", f"null values at {', '.join(nulls)}; omit optional keys instead")
+    extra = set(payload) - set(TOP_KEYS)
+    _check(not extra, "B1", f"top-level keys outside Harbor's schema: {sorted(extra)}")
+    _check(isinstance(payload.get("type"), str) and payload["type"] in HARBOR_EVENT_TYPES,
+           "B4", f"type {payload.get('type')!r} is not a Harbor event name")
+    _check(_is_int(payload.get("occur_at")), "B5",
+           f"occur_at must be an integer, got {payload.get('occur_at')!r}")
+    _check(isinstance(payload.get("operator"), str), "B6",
+           f"operator must be a string, got {payload.get('operator')!r}")
+
+    data = payload.get("event_data")
+    _check(isinstance(data, Mapping), "B2", "event_data must be an object")
+    extra = set(data) - EVENT_DATA_KEYS
+    _check(not extra, "B2", f"event_data keys outside Harbor's schema: {sorted(extra)}")
+    if "custom_attributes" in data:
+        custom = data["custom_attributes"]
+        _check(isinstance(custom, Mapping)
+               and all(isinstance(k, str) and isinstance(v, str) for k, v in custom.items()),
+               "B2", f"custom_attributes must map strings to strings, got {custom!r}")
+
+    resources = data.get("resources", [])
+    _check(isinstance(resources, list), "B7", "resources must be a list")
+    for resource in resources:
+        _check(isinstance(resource, Mapping), "B3", "each resource must be an object")
+        extra = set(resource) - RESOURCE_KEYS
+        _check(not extra, "B3", f"resource keys outside Harbor's schema: {sorted(extra)}")
+    repository = data.get("repository")
+    if repository is not None:
+        _check(isinstance(repository, Mapping), "B3", "repository must be an object")
+        extra = set(repository) - REPOSITORY_KEYS
+        _check(not extra, "B3", f"repository keys outside Harbor's schema: {sorted(extra)}")
+        if "date_created" in repository:
+            _check(_is_int(repository["date_created"]), "B5",
+                   f"date_created must be an integer, got {repository['date_created']!r}")
+        if "repo_type" in repository:
+            _check(repository["repo_type"] in ("public", "private"), "B14",
+                   f"repo_type must be public or private, got {repository['repo_type']!r}")
+
+    if payload["type"] in ARTIFACT_EVENT_TYPES:
+        _check_artifact(resources, repository, host)
+
+
+def _check_artifact(resources: list, repository: Mapping[str, Any] | None,
+                    host: str | None) -> None:
+    _check(len(resources) == 1, "B7",
+           f"an artifact event has exactly one resource, got {len(resources)}")
+    resource = resources[0]
+    tag = resource.get("tag")
+    _check(isinstance(tag, str) and tag != "", "B8", f"tag must be a non-empty string: {tag!r}")
+    digest = resource.get("digest")
+    _check(isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None, "B9",
+           f"digest must be sha256:<hex> of the manifest, got {digest!r}")
+    _check(tag == digest or _TAG.fullmatch(tag) is not None, "B8",
+           f"tag {tag!r} is neither a valid tag nor the digest")
+
+    url = resource.get("resource_url")
+    _check(isinstance(url, str) and url != "", "B10", f"resource_url missing: {url!r}")
+    _check("://" not in url, "B10", f"resource_url must have no scheme: {url!r}")
+    url_host, slash, rest = url.partition("/")
+    _check(bool(slash) and _HOST.fullmatch(url_host) is not None, "B10",
+           f"resource_url must start with a lower-case host[:port]: {url!r}")
+    _check("." in url_host or ":" in url_host or url_host == "localhost", "B10",
+           f"host {url_host!r} would be read as a Docker Hub path (no '.', ':' or localhost)")
+    if host is not None:
+        _check(url_host == host, "B11", f"resource_url host {url_host!r} is not the pull "
+               f"address {host!r}")
+    if tag == digest:
+        path, sep, reference = rest.rpartition("@")
+        _check(sep == "@", "B10", f"a digest reference is written with '@': {url!r}")
+    else:
+        path, sep, reference = rest.rpartition(":")
+        _check(sep == ":" and "@" not in rest, "B10", f"a tag is written with ':': {url!r}")
+    _check(_PATH.fullmatch(path) is not None, "B10", f"repository path {path!r} is invalid")
+    _check(reference == tag, "B12", f"resource_url reference {reference!r} != tag {tag!r}")
+
+    _check(isinstance(repository, Mapping), "B13", "an artifact event has a repository")
+    full = repository.get("repo_full_name")
+    namespace = repository.get("namespace")
+    name = repository.get("name")
+    _check(path == full, "B13", f"resource_url path {path!r} != repo_full_name {full!r}")
+    _check(isinstance(namespace, str) and namespace != "" and "/" not in namespace, "B13",
+           f"namespace must be the first path segment, got {namespace!r}")
+    _check(isinstance(name, str) and name != "", "B13", f"name must be non-empty, got {name!r}")
+    _check(full == f"{namespace}/{name}", "B13",
+           f"repo_full_name {full!r} != namespace/name {namespace!r}/{name!r}")
+    _check(repository.get("repo_type") in ("public", "private"), "B14",
+           f"repo_type must be public or private, got {repository.get('repo_type')!r}")
+
+
+def assert_request_compatible(method: str, url: str, headers: Mapping[str, str], body: bytes,
+                              *, address: str, auth_header: str = "") -> None:
+    """Raise AssertionError naming the first broken rule of T1-T5."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    _check(method == "POST", "T1", f"method must be POST, got {method!r}")
+    _check(lower.get("content-type") == "application/json", "T2",
+           f"Content-Type must be exactly application/json, got {lower.get('content-type')!r}")
+    if auth_header:
+        _check(lower.get("authorization") == auth_header, "T3",
+               "Authorization must be the configured secret verbatim, "
+               f"got {lower.get('authorization')!r}")
+    else:
+        _check("authorization" not in lower, "T3", "no secret configured: no Authorization")
+    _check(len(body) <= MAX_BODY, "T4", f"body of {len(body)} bytes exceeds 1 MiB")
+    _check(url == address, "T5", f"URL {url!r} must be the configured address {address!r}")
