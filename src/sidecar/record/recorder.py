@@ -11,18 +11,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sidecar.events.charts import chart_payload
+from sidecar.events.model import CHART_EVENTS
+from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.events.payload import artifact_payload
+from sidecar.rules.match import accepts
 from sidecar.rules.match import matching
+from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS
+from sidecar.store import dedup
 from sidecar.store import policies as policy_store
 from sidecar.store import queue
 from sidecar.store.executor import Executor
+from sidecar.store.models import database
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +45,81 @@ class RecorderSettings:
     retry_interval: float = 1.0  # after a failed write: the database may be restarting
 
 
+def policies_for_event(
+    event: ArtifactEvent, project: policy_store.ProjectPolicies | None
+) -> list[policy_store.StoredPolicy]:
+    """Enabled policies subscribed to the event's type whose filters let it through."""
+    if project is None:
+        return []
+    return [
+        policy for policy in matching(project.policies, event.type)
+        if accepts(policy.filters, repository=event.name,
+                   references=event.tags or (event.digest,), operator=event.operator)
+    ]
+
+
+def pull_window_key(policy: policy_store.StoredPolicy, event: ArtifactEvent) -> str | None:
+    """The de-duplication window this delivery falls in, or None when it is not de-duplicated."""
+    if event.type != PULL_ARTIFACT or policy.pull_dedup_seconds <= 0:
+        return None
+    artifact = f"{event.repository}@{event.digest or event.reference}"
+    return dedup.pull_key(policy.id, artifact, event.operator)
+
+
+def pull_windows(
+    events: Iterable[ArtifactEvent],
+    projects: dict[str, policy_store.ProjectPolicies],
+    notifications_enabled: bool,
+) -> dict[str, tuple[float, int]]:
+    """Pure: the windows a batch wants to open, `key -> (time of first pull, seconds)`."""
+    out: dict[str, tuple[float, int]] = {}
+    if not notifications_enabled:
+        return out
+    for event in events:
+        project = projects.get(event.namespace) if event.name else None
+        for policy in policies_for_event(event, project):
+            key = pull_window_key(policy, event)
+            if key is not None and key not in out:
+                out[key] = (float(event.occur_at), policy.pull_dedup_seconds)
+    return out
+
+
 def build_records(
     events: Iterable[ArtifactEvent],
     projects: dict[str, policy_store.ProjectPolicies],
     created: dict[str, int],
     hostname: str,
     notifications_enabled: bool,
+    admitted: set[str] | None = None,
 ) -> list[queue.NewEvent]:
-    """Pure: events + the policies of their projects -> rows to insert."""
+    """Pure: events + the policies of their projects -> rows to insert.
+
+    `admitted` holds the pull windows this batch won (store.dedup.admit): the first pull of
+    each gets its delivery, a repeat in the same batch or a pull in someone else's window gets
+    none (the event itself is still recorded). None means no de-duplication.
+    """
+    opened = set(admitted or ())
     out: list[queue.NewEvent] = []
     for event in events:
         project = projects.get(event.namespace) if event.name else None
-        payload = artifact_payload(
-            event,
-            hostname=hostname,
-            public=bool(project and project.public),
-            date_created=created.get(event.repository),
-        )
+        if event.type in CHART_EVENTS:  # Harbor's chart payload: one resource per version
+            payload = chart_payload(event, hostname=hostname,
+                                    public=bool(project and project.public))
+        else:
+            payload = artifact_payload(
+                event,
+                hostname=hostname,
+                public=bool(project and project.public),
+                date_created=created.get(event.repository),
+            )
         deliveries: list[queue.NewDelivery] = []
         if project is not None and notifications_enabled:
-            for policy in matching(project.policies, event.type):
+            for policy in policies_for_event(event, project):
+                key = pull_window_key(policy, event) if admitted is not None else None
+                if key is not None:
+                    if key not in opened:
+                        continue
+                    opened.discard(key)
                 for target in policy.targets:
                     deliveries.append(queue.NewDelivery(policy.id, policy.name, dict(target)))
         out.append(
@@ -66,7 +129,9 @@ def build_records(
                 operator=event.operator,
                 project=project.name if project else "",
                 repository=event.repository,
-                request_id=event.request_id,
+                # Harbor generates a request id when the client sent none; so do we, once per
+                # event, so every delivery of it (CloudEvents `requestid`) carries the same
+                request_id=event.request_id or str(uuid.uuid4()),
                 payload=payload,
                 deliveries=tuple(deliveries),
             )
@@ -94,6 +159,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.recorded = 0
+        self._windows_swept = 0.0
 
     def submit(self, events: Iterable[ArtifactEvent]) -> None:
         for event in events:
@@ -156,7 +222,22 @@ class Recorder:
         now = int(time.time())
         pushed = [e.repository for e in batch if e.type == PUSH_ARTIFACT]
         created = policy_store.repository_created([e.repository for e in batch], pushed, now)
-        rows = build_records(
-            batch, projects, created, self._settings.hostname, self._enabled()
-        )
-        return queue.record_events(rows, self._settings.max_attempts)
+        enabled = self._enabled()
+        windows = pull_windows(batch, projects, enabled)
+        if not windows:
+            rows = build_records(batch, projects, created, self._settings.hostname, enabled)
+            return queue.record_events(rows, self._settings.max_attempts)
+        self._forget_old_windows(now)
+        # The windows' claim comes first in the transaction that records the deliveries: it
+        # is the first write (SQLite takes its lock there), and a failed batch gives it back.
+        with database.atomic():
+            admitted = dedup.admit(windows)
+            rows = build_records(batch, projects, created, self._settings.hostname, enabled,
+                                 admitted=admitted)
+            return queue.record_events(rows, self._settings.max_attempts)
+
+    def _forget_old_windows(self, now: float) -> None:
+        if now - self._windows_swept < 3600:
+            return
+        self._windows_swept = now
+        dedup.forget_before(now - MAX_PULL_DEDUP_SECONDS)

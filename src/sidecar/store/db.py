@@ -12,8 +12,12 @@ from urllib.parse import urlsplit
 from peewee import Database
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
+from peewee import TextField
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.store.models import MODELS
+from sidecar.store.models import PullWindow
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 
@@ -27,7 +31,17 @@ SQLITE_PRAGMAS = {
 #: Each step brings the schema from version i to i+1. Append, never edit.
 MIGRATIONS: tuple = (
     lambda db: db.create_tables(MODELS, safe=True),
+    lambda db: _add_policy_options(db),
 )
+
+
+def _add_policy_options(db: Database) -> None:
+    """Policy filters and pull de-duplication (options_json) and their window table."""
+    columns = {column.name for column in db.get_columns("policy")}
+    if "options_json" not in columns:  # a database made by step 1 before the column existed
+        migrate_schema(SchemaMigrator.from_database(db).add_column(
+            "policy", "options_json", TextField(default="{}")))
+    db.create_tables([PullWindow], safe=True)
 
 
 def open_database(url: str) -> Database:

@@ -44,6 +44,8 @@ class Policy(BaseModel):
     enabled = BooleanField(default=True)
     event_types_json = TextField(default="[]")
     targets_json = TextField(default="[]")
+    #: Beyond Harbor: {"filters": {...}, "pull_dedup_seconds": N} (rules.policy.Policy.options)
+    options_json = TextField(default="{}")
     source = CharField(default="rules", max_length=16)
     creator = CharField(default="", max_length=256)
     created_at = DoubleField()
@@ -59,6 +61,10 @@ class Policy(BaseModel):
     @property
     def targets(self) -> list[dict[str, Any]]:
         return json.loads(self.targets_json)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.options_json or "{}")
 
 
 class Repository(BaseModel):
@@ -127,6 +133,17 @@ class Attempt(BaseModel):
     response_excerpt = TextField(default="")
 
 
+class PullWindow(BaseModel):
+    """Pull de-duplication: when a (policy, artifact, operator) last produced a delivery.
+
+    `key` is a hash of the three, so the row is small and the primary key is the lock that
+    makes concurrent workers agree (store.dedup).
+    """
+
+    key = CharField(primary_key=True, max_length=64)
+    last_at = DoubleField(index=True)
+
+
 class Setting(BaseModel):
     """Runtime switches changed through the API (Harbor's configurations)."""
 
@@ -134,4 +151,5 @@ class Setting(BaseModel):
     value = TextField()
 
 
-MODELS = (SchemaVersion, Project, Policy, Repository, Event, Delivery, Attempt, Setting)
+MODELS = (SchemaVersion, Project, Policy, Repository, Event, Delivery, Attempt, Setting,
+          PullWindow)

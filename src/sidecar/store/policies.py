@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.rules.load import Rules
+from sidecar.rules.policy import Filters
 from sidecar.store.models import Policy
 from sidecar.store.models import Project
 from sidecar.store.models import Repository
@@ -29,6 +30,8 @@ class StoredPolicy:
     enabled: bool
     event_types: tuple[str, ...]
     targets: tuple[dict[str, Any], ...]
+    filters: Filters = Filters()
+    pull_dedup_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def sync_rules(rules: Rules, now: float | None = None) -> None:
                 "enabled": policy.enabled,
                 "event_types_json": json.dumps(list(policy.event_types)),
                 "targets_json": json.dumps([t.as_dict() for t in policy.targets]),
+                "options_json": json.dumps(policy.options()),
             }
             stored = existing.get(key)
             if stored is None:
@@ -102,6 +106,7 @@ def policies_for(projects: Iterable[str]) -> dict[str, ProjectPolicies]:
     grouped: dict[int, list[StoredPolicy]] = {row.id: [] for row in rows}
     if rows:
         for policy in Policy.select().where(Policy.project.in_(list(by_id))).order_by(Policy.id):
+            options = policy.options
             grouped[policy.project_id].append(
                 StoredPolicy(
                     id=policy.id,
@@ -110,6 +115,8 @@ def policies_for(projects: Iterable[str]) -> dict[str, ProjectPolicies]:
                     enabled=policy.enabled,
                     event_types=policy.event_types,
                     targets=tuple(policy.targets),
+                    filters=Filters.from_dict(options.get("filters")),
+                    pull_dedup_seconds=int(options.get("pull_dedup_seconds") or 0),
                 )
             )
     for row in rows:
@@ -128,6 +135,16 @@ def repository_created(names: Iterable[str], pushed: Iterable[str], now: int) ->
             Repository.insert(name=name, created_at=now).on_conflict_ignore().execute()
             known[name] = now
     return known
+
+
+def project_id_for(policy_id: int | None, project: str) -> int | None:
+    """The project id of a delivery's policy (CloudEvents `source`); by name once it is gone."""
+    if policy_id is not None:
+        row = Policy.select(Policy.project).where(Policy.id == policy_id).first()
+        if row is not None:
+            return row.project_id
+    found = Project.select(Project.id).where(Project.name == project).first() if project else None
+    return found.id if found is not None else None
 
 
 def get_setting(key: str, default: str) -> str:
