@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.dispatch.ratelimit import IntervalLimiter
+from sidecar.dispatch.render import Context
+from sidecar.dispatch.render import needs_project_id
 from sidecar.dispatch.render import render
 from sidecar.dispatch.retry import FAILED
 from sidecar.dispatch.retry import Decision
@@ -21,11 +24,15 @@ from sidecar.dispatch.retry import decide
 from sidecar.dispatch.retry import parse_retry_after
 from sidecar.dispatch.sender import Answer
 from sidecar.dispatch.sender import Sender
+from sidecar.store import policies as policy_store
 from sidecar.store import queue
 from sidecar.store.executor import Executor
 from sidecar.store.models import Delivery
 
 log = logging.getLogger(__name__)
+
+#: Slack accepts one message per second per incoming-webhook URL.
+SLACK_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class Dispatcher:
         self._stopping = False
         self.sent = 0
         self._busy = 0  # sends under way
+        # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
+        self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
+        self._project_ids: dict[tuple[int | None, str], int | None] = {}
 
     def wake(self, _count: int = 0) -> None:
         """Called when new deliveries were recorded in this process."""
@@ -138,9 +148,19 @@ class Dispatcher:
 
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""
+        target = delivery.target
+        slack = target.get("type") == "slack"
+        if slack:
+            slot = self._slack.reserve(target.get("address", ""), delivery.uid, time.time())
+            if slot.postpone:  # its turn is further off: back to the queue, not an attempt
+                self._executor.run(queue.postpone, delivery, slot.at)
+                return
+            if slot.wait > 0:
+                time.sleep(slot.wait)
+        context = self._context(delivery, target)
         attempt = delivery.attempts + 1
         try:
-            request = render(delivery.event.payload, delivery.target, delivery.uid)
+            request = render(delivery.event.payload, target, context)
         except Exception as exc:
             # Final: the same row renders the same way next time. Left unrecorded, it would be
             # taken over after every lease expiry, for ever.
@@ -149,6 +169,9 @@ class Dispatcher:
             decision = Decision(FAILED, None, answer.error)
         else:
             answer = self._sender.send(request)
+            if slack and answer.status_code == 429:  # every send to that URL waits, not just this
+                paused = parse_retry_after(answer.retry_after, time.time()) or SLACK_INTERVAL
+                self._slack.defer(target.get("address", ""), time.time() + paused)
             retry = RetryPolicy(
                 max_attempts=delivery.max_attempts,
                 backoff=self._settings.retry.backoff,
@@ -174,6 +197,16 @@ class Dispatcher:
         if not self._executor.run(queue.finish, delivery, outcome):
             log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
         self.sent += 1
+
+    def _context(self, delivery: Delivery, target: dict) -> Context:
+        project_id = None
+        if needs_project_id(target):  # the CloudEvents source names it; cached, ids never move
+            key = (delivery.policy_id, delivery.project)
+            if key not in self._project_ids:
+                self._project_ids[key] = self._executor.run(policy_store.project_id_for, *key)
+            project_id = self._project_ids[key]
+        return Context(delivery_uid=delivery.uid, now=time.time(), policy_id=delivery.policy_id,
+                       project_id=project_id, request_id=delivery.event.request_id)
 
     @staticmethod
     def _log(delivery: Delivery, attempt: int, answer: Answer, status: str, reason: str) -> None:

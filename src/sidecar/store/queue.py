@@ -177,6 +177,18 @@ def release(deliveries: Iterable[Delivery], now: float | None = None) -> int:
     return released
 
 
+def postpone(delivery: Delivery, until: float, now: float | None = None) -> bool:
+    """Give back a claim unsent until `until` (rate limit): no attempt is counted."""
+    now = time.time() if now is None else now
+    rows = (
+        Delivery.update(status=PENDING, next_attempt_at=until, claim_token=None,
+                        lease_until=None, updated_at=now)
+        .where((Delivery.id == delivery.id) & (Delivery.claim_token == delivery.claim_token))
+        .execute()
+    )
+    return rows == 1
+
+
 def requeue(delivery_ids: Iterable[int], now: float | None = None) -> int:
     """Send finished deliveries again (replay); their attempt history stays."""
     now = time.time() if now is None else now
