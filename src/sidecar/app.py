@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 
 from sidecar import metrics
+from sidecar.api import harbor as harbor_api
 from sidecar.api import metrics as metrics_api
 from sidecar.api import status as status_api
 from sidecar.config import Settings
@@ -34,6 +35,8 @@ from sidecar.store.executor import Executor
 log = logging.getLogger(__name__)
 
 SIDECAR_PREFIX = "/sidecar/"
+HARBOR_API_PREFIX = "/api/v2.0/"
+CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewhere
 
 
 class Runtime:
@@ -133,7 +136,7 @@ class Runtime:
 
 
 class SidecarApp:
-    """WSGI entry: /sidecar/* -> Flask; everything else -> the proxy."""
+    """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy."""
 
     def __init__(self, flask_app: Flask, proxy: ProxyApp):
         self.flask_app = flask_app
@@ -141,7 +144,8 @@ class SidecarApp:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path.startswith(SIDECAR_PREFIX):
+        if path.startswith(SIDECAR_PREFIX) or (
+                path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
@@ -151,6 +155,7 @@ def create_flask(runtime: Runtime) -> Flask:
     app.extensions["sidecar"] = runtime
     app.json.sort_keys = False
     app.register_blueprint(status_api.bp)
+    app.register_blueprint(harbor_api.bp)
     app.register_blueprint(metrics_api.bp)
     return app
 

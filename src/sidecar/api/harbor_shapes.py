@@ -1,0 +1,184 @@
+"""Store records -> the JSON shapes of Harbor's v2.0 API (WebhookPolicy, Execution, Task, ...).
+
+Pure. Two time formats, as Harbor writes them: policies and last triggers go through go-openapi's
+strfmt.DateTime (milliseconds), executions and tasks through Go's time.RFC3339 (seconds).
+Secrets in targets are masked: Harbor returns auth_header in clear, the sidecar never does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from sidecar.store.models import DELIVERED
+from sidecar.store.models import FAILED
+from sidecar.store.models import PENDING
+from sidecar.store.models import SENDING
+from sidecar.store.webhooks import MASK
+from sidecar.store.webhooks import SECRET_TARGET_KEYS
+from sidecar.store.webhooks import DeliveryView
+from sidecar.store.webhooks import PolicyView
+from sidecar.store.webhooks import ProjectView
+
+ZERO_STRFMT = "0001-01-01T00:00:00.000Z"
+ZERO_RFC3339 = "0001-01-01T00:00:00Z"
+
+#: Our delivery status -> Harbor's task/execution status.
+HARBOR_STATUS = {PENDING: "Pending", SENDING: "Running", DELIVERED: "Success", FAILED: "Error"}
+OUR_STATUS = {value: key for key, value in HARBOR_STATUS.items()}
+
+
+def strfmt_time(when: float | None) -> str:
+    if not when:
+        return ZERO_STRFMT
+    moment = datetime.fromtimestamp(when, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def rfc3339_time(when: float | None) -> str:
+    if not when:
+        return ZERO_RFC3339
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def target_json(target: dict[str, Any]) -> dict[str, Any]:
+    """Harbor's WebhookTargetObject with secrets masked; omitempty fields left out."""
+    out: dict[str, Any] = {"type": target.get("type", "http"), "address": target.get("address", "")}
+    if target.get("auth_header"):
+        out["auth_header"] = MASK
+    out["skip_cert_verify"] = bool(target.get("skip_cert_verify", False))
+    if target.get("payload_format"):
+        out["payload_format"] = target["payload_format"]
+    for key, value in target.items():  # fields beyond Harbor's (signing secret, ...)
+        if key not in out and key != "auth_header":
+            out[key] = MASK if key in SECRET_TARGET_KEYS and value else value
+    return out
+
+
+def policy_json(policy: PolicyView) -> dict[str, Any]:
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "description": policy.description,
+        "project_id": policy.project_id,
+        "targets": [target_json(t) for t in policy.targets],
+        "event_types": list(policy.event_types),
+        "creator": policy.creator,
+        "creation_time": strfmt_time(policy.created_at),
+        "update_time": strfmt_time(policy.updated_at),
+        "enabled": policy.enabled,
+        **policy.options,  # beyond Harbor, only when set: filters, pull_dedup_seconds
+    }
+
+
+def last_trigger_json(policy: PolicyView, event_type: str, when: float | None) -> dict[str, Any]:
+    return {
+        "policy_name": policy.name,
+        "event_type": event_type,
+        "enabled": policy.enabled,
+        "creation_time": strfmt_time(policy.created_at),
+        "last_trigger_time": strfmt_time(when),
+    }
+
+
+def project_json(project: ProjectView) -> dict[str, Any]:
+    """The part of Harbor's Project model that means something here."""
+    return {
+        "project_id": project.id,
+        "name": project.name,
+        "owner_id": 1,
+        "owner_name": "admin",
+        "creation_time": strfmt_time(project.created_at),
+        "update_time": strfmt_time(project.created_at),
+        "deleted": False,
+        "repo_count": project.repo_count,
+        "metadata": {"public": "true" if project.public else "false"},
+    }
+
+
+def vendor_type(target: dict[str, Any]) -> str:
+    return "SLACK" if target.get("type") == "slack" else "WEBHOOK"
+
+
+def _metrics(status: str) -> dict[str, int]:
+    harbor = HARBOR_STATUS.get(status, "Pending")
+    return {
+        "task_count": 1,
+        "success_task_count": int(harbor == "Success"),
+        "error_task_count": int(harbor == "Error"),
+        "pending_task_count": int(harbor == "Pending"),
+        "running_task_count": int(harbor == "Running"),
+        "scheduled_task_count": 0,
+        "stopped_task_count": 0,
+    }
+
+
+def execution_json(delivery: DeliveryView, body: str) -> dict[str, Any]:
+    """One delivery as Harbor's Execution; `body` is the exact request body it sends."""
+    return {
+        "id": delivery.id,
+        "vendor_type": vendor_type(delivery.target),
+        "vendor_id": delivery.policy_id,
+        "status": HARBOR_STATUS.get(delivery.status, "Pending"),
+        "status_message": delivery.last_error,
+        "metrics": _metrics(delivery.status),
+        "trigger": "EVENT",
+        "extra_attrs": {"event_type": delivery.event_type, "payload": body},
+        "start_time": rfc3339_time(delivery.created_at),
+        "end_time": rfc3339_time(delivery.finished_at),
+    }
+
+
+def task_json(delivery: DeliveryView) -> dict[str, Any]:
+    """The delivery's only task: run_count is the number of attempts made."""
+    first = delivery.attempt_rows[0].started_at if delivery.attempt_rows else None
+    return {
+        "id": delivery.id,
+        "execution_id": delivery.id,
+        "status": HARBOR_STATUS.get(delivery.status, "Pending"),
+        "status_message": delivery.last_error,
+        "run_count": delivery.attempts,
+        "extra_attrs": {"event_type": delivery.event_type, "delivery_uid": delivery.uid},
+        "creation_time": rfc3339_time(delivery.created_at),
+        "update_time": rfc3339_time(delivery.updated_at),
+        "start_time": rfc3339_time(first),
+        "end_time": rfc3339_time(delivery.finished_at),
+    }
+
+
+def task_log(delivery: DeliveryView, body: str) -> str:
+    """Harbor's webhook job log lines, one run per attempt. Never a request header."""
+    kind = "slack" if delivery.target.get("type") == "slack" else "webhook"
+    lines: list[str] = []
+
+    def line(when: float, level: str, text: str) -> None:
+        lines.append(f"{rfc3339_time(when)} [{level}] {text}")
+
+    line(delivery.created_at, "INFO",
+         f"{kind} job created for {delivery.event_type}, policy {delivery.policy_name}")
+    for attempt in delivery.attempt_rows:
+        line(attempt.started_at, "INFO",
+             f"start to run {kind} job (attempt {attempt.number} of {delivery.max_attempts})")
+        line(attempt.started_at, "INFO", f"send request to remote endpoint, body: {body}")
+        done = attempt.started_at + attempt.duration_ms / 1000
+        code = attempt.status_code
+        if code is not None and 200 <= code < 300:
+            line(done, "INFO", f"success to run {kind} job (status code {code}, "
+                               f"{attempt.duration_ms} ms)")
+            continue
+        if code is not None:
+            reason = f"abnormal response code: {code}, body: {attempt.response_excerpt}"
+        else:
+            reason = attempt.error or "no response"
+        line(done, "ERROR", f"exit {kind} job, error: {reason}")
+    if delivery.status == PENDING:
+        if delivery.attempts:
+            line(delivery.updated_at, "INFO",
+                 f"retry scheduled at {rfc3339_time(delivery.next_attempt_at)}")
+        else:
+            line(delivery.created_at, "INFO", "waiting for the first attempt")
+    elif delivery.status == FAILED:
+        line(delivery.finished_at or delivery.updated_at, "ERROR",
+             f"{kind} job failed after {delivery.attempts} attempts: {delivery.last_error}")
+    return "\n".join(lines) + "\n"
