@@ -7,6 +7,7 @@ import logging
 import sys
 
 from sidecar import __version__
+from sidecar import endpoint_check
 from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-rules", help="validate a rules file (exit 1 on errors)")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_rules)
+    endpoint_check.add_parser(sub)
 
     status = sub.add_parser("status", help="upstream, queue, endpoints, policies, deliveries")
     status.add_argument("--url", help="a running sidecar, e.g. http://127.0.0.1:8080 "
