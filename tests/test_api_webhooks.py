@@ -690,3 +690,35 @@ def test_test_endpoint_follows_a_same_host_307(api, receiver_factory):
     assert second.path == "/moved"
     assert second.body == first.body
     assert second.headers["authorization"] == SECRET
+
+
+def test_request_id_is_echoed_or_generated(api):
+    echoed = api.call("GET", "/projects", headers={"X-Request-Id": "req-4711"})
+    assert echoed.headers["X-Request-Id"] == "req-4711"
+    generated = api.client.get(f"{BASE}/projects")  # even on a 401
+    assert generated.status_code == 401
+    assert len(generated.headers["X-Request-Id"]) == 36
+
+
+def test_beyond_harbor_fields_round_trip_through_the_api(api):
+    api.project()
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    policy_id = api.policy(
+        filters={"repositories": ["app-*"], "ignore_operators": ["robot$scanner"]},
+        pull_dedup_seconds=60,
+        targets=[{"type": "http", "address": "http://127.0.0.1:9/hook", "secret": secret,
+                  "payload_format": "CloudEvents", "cloudevents_mode": "binary"}],
+    )
+    shown = api.call("GET", f"/projects/proj/webhook/policies/{policy_id}").get_json()
+    assert shown["filters"] == {"repositories": ["app-*"], "ignore_operators": ["robot$scanner"]}
+    assert shown["pull_dedup_seconds"] == 60
+    assert shown["targets"][0]["secret"] == "***"
+    assert shown["targets"][0]["cloudevents_mode"] == "binary"
+    assert secret not in json.dumps(shown)
+    api.call("PUT", f"/projects/proj/webhook/policies/{policy_id}", shown)
+    assert stored_targets(policy_id)[0]["secret"] == secret  # the masked value kept it
+    response = api.call("POST", "/projects/proj/webhook/policies",
+                        policy_body(name="typo", filters={"repository": ["x"]}))
+    status, code, message = errors_of(response)
+    assert (status, code) == (400, "BAD_REQUEST")
+    assert "unknown key 'repository' in filters" in message

@@ -13,6 +13,7 @@ All database work runs through the runtime's executor, never on the event loop.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Blueprint
@@ -83,6 +84,13 @@ def _authenticate():
     if not is_admin(request.headers.get("Authorization"), _runtime().settings.admin_password):
         return error_response(HarborError(401, "UNAUTHORIZED", "unauthorized"))
     return None
+
+
+@bp.after_request
+def _request_id(response: Response) -> Response:
+    """Harbor answers every API call with the client's X-Request-Id, or one it made up."""
+    response.headers["X-Request-Id"] = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+    return response
 
 
 @bp.errorhandler(HarborError)
