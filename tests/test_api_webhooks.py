@@ -21,6 +21,7 @@ from sidecar.store import queue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import PENDING
 from sidecar.store.models import Policy
+from tests.support import postgres
 from tests.support.receiver import Reply
 
 PASSWORD = "Adm1n-pass"
@@ -722,3 +723,37 @@ def test_beyond_harbor_fields_round_trip_through_the_api(api):
     status, code, message = errors_of(response)
     assert (status, code) == (400, "BAD_REQUEST")
     assert "unknown key 'repository' in filters" in message
+
+
+@pytest.mark.postgres
+def test_store_paths_on_postgresql():
+    """The same conflicts, lookups and history queries on the shared-database backend."""
+    reason = postgres.unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    url = postgres.create_database()
+    try:
+        app, runtime = create_app(Settings(database=url, admin_password=PASSWORD), start=False)
+        api = Api(app.flask_app.test_client(), runtime)
+        api.project()
+        assert errors_of(api.call("POST", "/projects", {"project_name": "proj"}))[0] == 409
+        first = api.policy(name="first")
+        second = api.policy(name="second")
+        assert errors_of(api.call("POST", "/projects/proj/webhook/policies",
+                                  policy_body(name="first")))[0] == 409
+        assert errors_of(api.call("PUT", f"/projects/proj/webhook/policies/{second}",
+                                  policy_body(name="first")))[0] == 409
+        record_delivery(first, "first", stored_targets(first)[0])
+        attempt(DELIVERED, 200)
+        (execution,) = api.call("GET", f"/projects/proj/webhook/policies/{first}/executions"
+                                ).get_json()
+        assert execution["status"] == "Success"
+        triggers = api.call("GET", "/projects/proj/webhook/lasttrigger").get_json()
+        assert {t["policy_name"] for t in triggers
+                if not t["last_trigger_time"].startswith("0001")} == {"first"}
+        assert api.call("GET", "/projects?name=pro").headers["X-Total-Count"] == "1"
+    finally:
+        from sidecar.store.models import database
+
+        database.close()
+        postgres.drop_database(url)
