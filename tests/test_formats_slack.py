@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from sidecar.dispatch.formats.slack import SECTION_LIMIT
 from sidecar.dispatch.ratelimit import IntervalLimiter
 from sidecar.dispatch.render import Context
@@ -112,19 +114,34 @@ class TestPacing:
         other = limiter.reserve("https://hooks.slack.example/b", "e", now=100.0)
         assert other.wait == 0.0  # another webhook URL has its own pace
 
-    def test_a_far_slot_is_booked_and_the_delivery_postponed(self):
+    def test_a_far_slot_is_booked_and_the_delivery_requeued_until_just_before_it(self):
         limiter = IntervalLimiter(interval=1.0, max_wait=1.0)
         assert not limiter.reserve(self.URL, "a", 100.0).postpone
         assert not limiter.reserve(self.URL, "b", 100.0).postpone  # 1 s away: wait
         far = limiter.reserve(self.URL, "c", 100.0)
-        assert far.postpone and far.at == 102.0
+        assert far.postpone and far.at == 102.0 and far.requeue_at == 101.0
         assert limiter.reserve(self.URL, "d", 100.0).at == 103.0  # c's slot stays c's
-        back = limiter.reserve(self.URL, "c", 102.0)  # c comes back when due
-        assert not back.postpone and back.at == 102.0 and back.wait == 0.0
+        back = limiter.reserve(self.URL, "c", 101.3)  # c is claimed again: waits for its slot
+        assert not back.postpone and back.at == 102.0 and back.wait == pytest.approx(0.7)
 
-    def test_retry_after_pauses_the_url(self):
+    def test_a_booking_missed_is_not_honoured_in_the_past(self):
         limiter = IntervalLimiter(interval=1.0, max_wait=1.0)
         limiter.reserve(self.URL, "a", 100.0)
-        limiter.defer(self.URL, 130.0)
-        slot = limiter.reserve(self.URL, "b", 100.5)
+        limiter.reserve(self.URL, "b", 100.0)
+        assert limiter.reserve(self.URL, "c", 100.0).at == 102.0  # booked
+        assert limiter.reserve(self.URL, "d", 101.9).at == 103.0  # d waits for 103
+        late = limiter.reserve(self.URL, "c", 102.6)  # c back too late for 102
+        assert late.at == 104.0  # a fresh slot after d's, so no gap is shorter than 1 s
+
+    def test_retry_after_pauses_the_url_even_for_a_sender_already_waiting(self):
+        limiter = IntervalLimiter(interval=1.0, max_wait=1.0)
+        clock = [100.0]
+
+        def sleep(seconds):
+            limiter.defer(self.URL, 130.0)  # a 429 for "a" arrives while "b" sleeps
+            clock[0] += seconds
+
+        assert limiter.turn(self.URL, "a", clock=lambda: clock[0], sleep=sleep) is None
+        assert limiter.turn(self.URL, "b", clock=lambda: clock[0], sleep=sleep) == 130.0
+        slot = limiter.reserve(self.URL, "c", 100.5)
         assert slot.postpone and slot.at == 130.0

@@ -5,27 +5,33 @@ instances each keep their own schedule, so W workers may send up to W messages a
 one URL; Slack tolerates short bursts and answers 429 + Retry-After beyond them, which
 `defer` then applies to every sender of this process.
 
-A sender never waits long: a slot further away than `max_wait` is booked for that delivery
-and the delivery goes back to the queue until then, so slow Slack traffic neither occupies
-senders nor outlives a claim's lease.
+A sender never waits long: a slot further away than `max_wait` is booked for that delivery,
+and the delivery goes back to the queue until shortly before it (`Slot.requeue_at`), so slow
+Slack traffic neither occupies senders nor outlives a claim's lease. Every slot handed out is
+at least `interval` after the previous one: a booking whose delivery comes back too late is
+dropped rather than honoured in the past.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-#: Booked slots older than this are forgotten (their delivery went to another worker).
+#: Bookings older than this are forgotten (their delivery went to another worker).
 _STALE = 120.0
 
 
 @dataclass(frozen=True)
 class Slot:
-    """`wait` seconds until the send may go; `postpone` means requeue until `at` instead."""
+    """Send at `at` (after sleeping `wait` seconds), or, if `postpone`, requeue the delivery
+    until `requeue_at` and ask again then."""
 
     at: float
     wait: float
     postpone: bool
+    requeue_at: float = 0.0
 
 
 class IntervalLimiter:
@@ -34,29 +40,50 @@ class IntervalLimiter:
         self.max_wait = max_wait
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._paused: dict[str, float] = {}
         self._booked: dict[str, float] = {}  # token (delivery uid) -> its slot
 
     def reserve(self, key: str, token: str, now: float) -> Slot:
-        """Take the next slot for `key`; a token that booked one earlier gets that one."""
+        """The slot for one send to `key`; a token that booked one earlier gets that one."""
         with self._lock:
             booked = self._booked.pop(token, None)
-            if booked is not None and booked >= now - _STALE:
+            if booked is not None and now <= booked and booked >= self._paused.get(key, 0.0):
                 if booked - now > self.max_wait:  # back early: keep the booking
-                    self._booked[token] = booked
-                    return Slot(booked, booked - now, True)
-                return Slot(booked, max(0.0, booked - now), False)
+                    return self._book(token, booked, now)
+                return Slot(booked, booked - now, False)
             at = max(now, self._next.get(key, 0.0))
             self._next[key] = at + self.interval
             if at - now > self.max_wait:
-                self._booked[token] = at
                 self._forget_stale(now)
-                return Slot(at, at - now, True)
+                return self._book(token, at, now)
             return Slot(at, at - now, False)
 
+    def turn(self, key: str, token: str, clock: Callable[[], float] = time.time,
+             sleep: Callable[[float], None] = time.sleep) -> float | None:
+        """Sleep until this send may go and return None; or return when to requeue it."""
+        slot = self.reserve(key, token, clock())
+        if slot.postpone:
+            return slot.requeue_at
+        if slot.wait > 0:
+            sleep(slot.wait)
+            return self.paused_until(key, clock())  # a 429 may have come in meanwhile
+        return None
+
     def defer(self, key: str, until: float) -> None:
-        """The receiver asked for a pause (429 + Retry-After): no slot before `until`."""
+        """The receiver asked for a pause (429 + Retry-After): no send before `until`."""
         with self._lock:
+            self._paused[key] = max(self._paused.get(key, 0.0), until)
             self._next[key] = max(self._next.get(key, 0.0), until)
+
+    def paused_until(self, key: str, now: float) -> float | None:
+        """When a pause that began while a sender slept ends; None if `key` is not paused."""
+        with self._lock:
+            until = self._paused.get(key, 0.0)
+        return until if until > now else None
+
+    def _book(self, token: str, at: float, now: float) -> Slot:
+        self._booked[token] = at
+        return Slot(at, at - now, True, requeue_at=max(now, at - self.max_wait))
 
     def _forget_stale(self, now: float) -> None:
         if len(self._booked) > 1000:

@@ -151,12 +151,10 @@ class Dispatcher:
         target = delivery.target
         slack = target.get("type") == "slack"
         if slack:
-            slot = self._slack.reserve(target.get("address", ""), delivery.uid, time.time())
-            if slot.postpone:  # its turn is further off: back to the queue, not an attempt
-                self._executor.run(queue.postpone, delivery, slot.at)
+            requeue_at = self._slack.turn(target.get("address", ""), delivery.uid)
+            if requeue_at is not None:  # its turn is further off: back to the queue, no attempt
+                self._executor.run(queue.postpone, delivery, requeue_at)
                 return
-            if slot.wait > 0:
-                time.sleep(slot.wait)
         context = self._context(delivery, target)
         attempt = delivery.attempts + 1
         try:
