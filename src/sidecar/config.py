@@ -148,7 +148,9 @@ def _postgres_url(section: dict[str, Any], path: str) -> str:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: external_database.harbor: {exc}") from exc
     auth = f"{user}:{quote(str(password), safe='')}" if password else user
-    return f"postgresql://{auth}@{host}:{port}/{name}"
+    ssl_mode = section.get("ssl_mode")
+    query = f"?sslmode={quote(str(ssl_mode), safe='')}" if ssl_mode else ""
+    return f"postgresql://{auth}@{host}:{port}/{quote(str(name), safe='')}{query}"
 
 
 def validate(settings: Settings) -> None:

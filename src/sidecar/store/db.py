@@ -7,6 +7,8 @@ gunicorn workers can share one file; PostgreSQL is for several sidecars sharing 
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl
+from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from peewee import Database
@@ -57,12 +59,15 @@ def open_database(url: str) -> Database:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if scheme in ("postgres", "postgresql"):
+        # user and password arrive percent-encoded (config.py quotes them): decode for the driver
+        options = {k: v for k, v in parse_qsl(parts.query) if k in ("sslmode", "connect_timeout")}
         return PostgresqlDatabase(
-            (parts.path or "/").lstrip("/") or "postgres",
+            unquote((parts.path or "/").lstrip("/")) or "postgres",
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 5432,
-            user=parts.username or None,
-            password=parts.password or None,
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            **options,
         )
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
