@@ -22,6 +22,7 @@ from sidecar.config import Settings
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
+from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.upstream import Upstream
 from sidecar.record.recorder import Recorder
@@ -46,6 +47,9 @@ class Runtime:
         self.settings = settings
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
+        self.chart_upstream = (
+            Upstream(settings.chart_upstream, read_timeout=settings.upstream_read_timeout)
+            if settings.chart_upstream else None)
         self.dispatcher = Dispatcher(
             self.executor,
             DispatchSettings(
@@ -138,12 +142,15 @@ class Runtime:
 class SidecarApp:
     """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy."""
 
-    def __init__(self, flask_app: Flask, proxy: ProxyApp):
+    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None):
         self.flask_app = flask_app
         self.proxy = proxy
+        self.charts = charts  # chart routes (/chartrepo/..., ChartMuseum's) when configured
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if self.charts is not None and self.charts.handles(path):
+            return self.charts(environ, start_response)
         if path.startswith(SIDECAR_PREFIX) or (
                 path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
             return self.flask_app(environ, start_response)
@@ -171,7 +178,13 @@ def create_app(settings: Settings, start: bool = True) -> tuple[SidecarApp, Runt
         submit(events)
 
     proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request)
-    app = SidecarApp(create_flask(runtime), proxy)
+    charts = None
+    if runtime.chart_upstream is not None:
+        charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,
+                            project=settings.chart_project,
+                            inspect_limit=settings.chart_inspect_bytes,
+                            observe=metrics.observe_request)
+    app = SidecarApp(create_flask(runtime), proxy, charts)
     if start:
         runtime.start()
     return app, runtime

@@ -21,6 +21,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     settings = settings.replace(
         rules=args.rules, upstream=args.upstream, bind=args.bind, database=args.database,
         workers=args.workers, hostname=getattr(args, "hostname", None),
+        chart_upstream=getattr(args, "chart_upstream", None),
     )
     validate(settings)
     return settings
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database", help="sqlite:///PATH (default) or postgresql://...")
     serve.add_argument("--workers", type=int, help="gunicorn worker processes")
     serve.add_argument("--hostname", help="host[:port] clients pull from (resource_url)")
+    serve.add_argument("--chart-upstream", help="ChartMuseum-compatible chart server URL, "
+                       "e.g. http://127.0.0.1:8081 (enables the chart routes)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-rules", help="validate a rules file (exit 1 on errors)")

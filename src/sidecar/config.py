@@ -38,6 +38,12 @@ class Settings:
     rules_poll_seconds: float = 2.0
     upstream_read_timeout: float = 300.0
     access_log: bool = False
+    # Helm charts: a ChartMuseum-compatible server, its --depth, the project of depth-0 routes,
+    # and how much of an upload is read to find its Chart.yaml
+    chart_upstream: str = ""
+    chart_depth: int = 0
+    chart_project: str = "library"
+    chart_inspect_bytes: int = 8 * 1024 * 1024
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -46,7 +52,8 @@ class Settings:
 _SIDECAR_KEYS = {
     "upstream": str, "bind": str, "database": str, "rules": str, "workers": int,
     "rules_poll_seconds": float, "upstream_read_timeout": float, "access_log": bool,
-    "delivery": dict,
+    "delivery": dict, "chart_upstream": str, "chart_depth": int, "chart_project": str,
+    "chart_inspect_bytes": int,
 }
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
@@ -166,6 +173,17 @@ def validate(settings: Settings) -> None:
                           f"got {settings.log_level!r}")
     if settings.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if settings.chart_upstream:
+        chart = urlsplit(settings.chart_upstream)
+        if chart.scheme not in ("http", "https") or not chart.hostname:
+            raise ConfigError(f"chart_upstream must be an http(s) URL, "
+                              f"got {settings.chart_upstream!r}")
+    if settings.chart_depth < 0:
+        raise ConfigError("chart_depth must be 0 or more")
+    if not settings.chart_project or "/" in settings.chart_project:
+        raise ConfigError(f"chart_project must be a project name, got {settings.chart_project!r}")
+    if settings.chart_inspect_bytes < 1024:
+        raise ConfigError("chart_inspect_bytes must be at least 1024")
     if settings.max_job_workers < 1:
         raise ConfigError("jobservice.max_job_workers must be at least 1")
     if settings.webhook_job_http_client_timeout <= 0:

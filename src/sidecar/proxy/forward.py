@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import urllib3
 
+from sidecar.events.charts import oci_chart_events
 from sidecar.events.infer import Exchange
 from sidecar.events.infer import infer
 from sidecar.events.infer import is_digest
@@ -23,11 +24,16 @@ from sidecar.events.infer import manifest_route
 from sidecar.events.model import ArtifactEvent
 from sidecar.proxy.tags import Describer
 from sidecar.proxy.tags import TagIndex
+from sidecar.proxy.taps import Prefix
+from sidecar.proxy.taps import Tap
+from sidecar.proxy.taps import tap_body
 from sidecar.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+#: Manifest bytes kept to tell a Helm chart (distribution's own manifest limit is 4 MiB).
+MANIFEST_LIMIT = 4 * 1024 * 1024
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade",
@@ -84,13 +90,20 @@ def _chunks(stream) -> Iterator[bytes]:
 class _Streamed:
     """Response body iterator; reports the exchange once the client has it, frees the conn."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, done: Callable[[], None]):
+    def __init__(self, response: urllib3.BaseHTTPResponse, done: Callable[[], None],
+                 tap: Tap | None = None):
         self._response = response
         self._done = done
         self._complete = False
+        self._tap = tap
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._response.stream(CHUNK, decode_content=False)
+        if self._tap is None:
+            yield from self._response.stream(CHUNK, decode_content=False)
+        else:
+            for chunk in self._response.stream(CHUNK, decode_content=False):
+                self._tap.see(chunk)
+                yield chunk
         self._complete = True
 
     def close(self) -> None:
@@ -150,9 +163,16 @@ class ProxyApp:
         route = manifest_route(path)
         prior_tags: tuple[str, ...] = ()
         prior_size = None
+        # The manifest's bytes, read as they pass (bounded): they tell a Helm chart (OCI).
+        manifest = Prefix(MANIFEST_LIMIT) if route and method in ("PUT", "GET") else None
+        if manifest is not None and method == "PUT" and body is not None:
+            body = tap_body(body, Tap(manifest, "manifest upload"))
         if route and method == "DELETE" and is_digest(route[1]):
             try:
-                prior_tags, prior_size = self.describer.describe(route[0], route[1], headers)
+                prior_tags, prior_size, prior = self.describer.describe_manifest(
+                    route[0], route[1], headers)
+                manifest = Prefix(MANIFEST_LIMIT)
+                manifest(prior)
             except Exception:  # never let bookkeeping stop the client's request
                 log.exception("looking up %s@%s before delete failed", *route)
 
@@ -174,20 +194,22 @@ class ProxyApp:
         def done() -> None:
             if route is not None:
                 self._report(route, method, status, headers, response.headers,
-                             prior_tags, prior_size, path)
+                             prior_tags, prior_size, path,
+                             manifest.data() if manifest and manifest.complete else b"")
 
         if method == "HEAD":
             response.release_conn()
             done()
             return []
-        return _Streamed(response, done)
+        tap = Tap(manifest, "manifest") if manifest and method == "GET" and status == 200 else None
+        return _Streamed(response, done, tap)
 
     def _observe(self, method: str, status: int) -> None:
         if self.observe is not None:
             self.observe(method, status)
 
     def _report(self, route, method, status, headers, response_headers, prior_tags,
-                prior_size, path) -> None:
+                prior_size, path, manifest: bytes = b"") -> None:
         repository, reference = route
         digest = response_headers.get("Docker-Content-Digest", "")
         if method in ("PUT", "GET", "HEAD") and digest and not is_digest(reference) \
@@ -208,6 +230,8 @@ class ProxyApp:
             prior_size=prior_size,
         )
         events = infer(exchange)
+        if events and manifest:  # a Helm chart also fires its chart event
+            events.extend(oci_chart_events(events, manifest))
         if events:
             self.sink(events)
 

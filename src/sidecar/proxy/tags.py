@@ -60,15 +60,22 @@ class Describer:
 
     def describe(self, repository: str, digest: str, headers: dict[str, str]
                  ) -> tuple[tuple[str, ...], int | None]:
+        tags, size, _ = self.describe_manifest(repository, digest, headers)
+        return tags, size
+
+    def describe_manifest(self, repository: str, digest: str, headers: dict[str, str]
+                          ) -> tuple[tuple[str, ...], int | None, bytes]:
+        """describe() plus the manifest's bytes (b"" if unreadable): they tell a Helm chart."""
         base = {k: v for k, v in headers.items() if k.lower() in ("authorization", "host")}
-        size = self._size(repository, digest, base)
+        manifest = self._manifest(repository, digest, base)
+        size = manifest_size(manifest) if manifest else None
         known = self._index.tags_for(repository, digest)
         tags = self._pointing_at(repository, digest, known, base) if known else []
         if not tags:
             # nothing remembered, or what we remembered moved behind our back: ask the registry
             listed = [t for t in self._list_tags(repository, base) if t not in known]
             tags = self._pointing_at(repository, digest, listed, base)
-        return tuple(sorted(tags, key=lambda t: (t not in known, t))), size
+        return tuple(sorted(tags, key=lambda t: (t not in known, t))), size, manifest
 
     def _get(self, path: str, headers: dict[str, str], method: str = "GET"):
         try:
@@ -77,12 +84,12 @@ class Describer:
             log.warning("lookup %s %s failed: %s", method, path, exc)
             return None
 
-    def _size(self, repository: str, digest: str, base: dict[str, str]) -> int | None:
+    def _manifest(self, repository: str, digest: str, base: dict[str, str]) -> bytes:
         response = self._get(f"/v2/{repository}/manifests/{digest}",
                              {**base, "Accept": MANIFEST_ACCEPT})
         if response is None or response.status != 200:
-            return None
-        return manifest_size(response.data)
+            return b""
+        return response.data
 
     def _list_tags(self, repository: str, base: dict[str, str]) -> list[str]:
         tags: list[str] = []
