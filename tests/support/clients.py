@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -57,9 +58,14 @@ class Podman:
         if not shutil.which("podman"):
             raise RuntimeError("podman is not installed: apt-get install -y podman")
         self.workdir = workdir
-        self.base = ["podman", "--root", str(workdir / "root"), "--runroot",
-                     str(workdir / "runroot"), "--storage-driver", "vfs",
-                     "--events-backend", "file", "--cgroup-manager", "cgroupfs"]
+        # podman refuses a runroot path longer than 50 characters: pytest's are longer
+        self.runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
+        self.base = ["podman", "--root", str(workdir / "root"), "--runroot", self.runroot,
+                     "--storage-driver", "vfs", "--events-backend", "file",
+                     "--cgroup-manager", "cgroupfs"]
+
+    def close(self) -> None:
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
     def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return run([*self.base, *args], timeout=timeout)

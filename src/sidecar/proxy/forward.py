@@ -58,9 +58,15 @@ def request_headers(environ: dict) -> dict[str, str]:
             headers[_header_name(key)] = value
         elif key in _ENVIRON_HEADERS and value != "":
             headers[_ENVIRON_HEADERS[key]] = value
-    connection = headers.get("Connection", "")
-    dropped = HOP_BY_HOP | {t.strip().lower() for t in connection.split(",") if t.strip()}
+    dropped = _hop_by_hop(headers.get("Connection", ""))
     return {k: v for k, v in headers.items() if k.lower() not in dropped}
+
+
+def _hop_by_hop(connection: str) -> frozenset[str]:
+    """The fixed hop-by-hop names plus any the Connection header lists (RFC 9110 7.6.1)."""
+    if not connection:
+        return HOP_BY_HOP
+    return HOP_BY_HOP | {t.strip().lower() for t in connection.split(",") if t.strip()}
 
 
 class _Body:
@@ -141,8 +147,8 @@ class ProxyApp:
         target = environ.get("RAW_URI") or quote(path) + (
             "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
         headers = request_headers(environ)
-        if "Host" not in headers:
-            headers["Host"] = self.upstream.netloc
+        if "Host" not in headers:  # HTTP/1.0: the registry must still build URLs back to us
+            headers["Host"] = _local_netloc(environ)
         remote = environ.get("REMOTE_ADDR", "")
         if remote:
             prior = headers.get("X-Forwarded-For")
@@ -184,8 +190,9 @@ class ProxyApp:
             self._observe(method, 502)
             return unavailable(start_response, f"upstream registry unavailable: {_reason(exc)}")
 
+        dropped = _hop_by_hop(response.headers.get("Connection", ""))
         out_headers = [
-            (k, v) for k, v in response.headers.iteritems() if k.lower() not in HOP_BY_HOP
+            (k, v) for k, v in response.headers.iteritems() if k.lower() not in dropped
         ]
         start_response(f"{response.status} {response.reason or ''}".rstrip(), out_headers)
         status = response.status
@@ -241,6 +248,16 @@ class ProxyApp:
         start_response("400 Bad Request", [("Content-Type", "application/json"),
                                            ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _local_netloc(environ: dict) -> str:
+    """host:port the client connected to (the bind address may be 0.0.0.0)."""
+    try:
+        host, port = environ["gunicorn.socket"].getsockname()[:2]
+    except (KeyError, AttributeError, OSError, TypeError, ValueError):
+        host, port = environ.get("SERVER_NAME", ""), environ.get("SERVER_PORT", "")
+    host = str(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _reason(exc: Exception) -> str:
