@@ -104,6 +104,12 @@ class SidecarServer(BaseApplication):
         }
         for key, value in options.items():
             self.cfg.set(key, value)
+        # gunicorn's own tuning knob (e.g. GUNICORN_CMD_ARGS="--http-parser python"): lets an
+        # operator or bench/ try a setting without a new sidecar option for each one.
+        env_args = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+        for key, value in vars(env_args).items():
+            if value is not None and key != "args":
+                self.cfg.set(key.lower(), value)
 
     def load(self):
         global _runtime

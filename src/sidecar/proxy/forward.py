@@ -27,6 +27,8 @@ from sidecar.proxy.tags import TagIndex
 from sidecar.proxy.taps import Prefix
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body
+from sidecar.proxy.upstream import READ_CHUNK as RESPONSE_CHUNK
+from sidecar.proxy.upstream import SEND_CHUNK
 from sidecar.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class _Body:
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
             return b""
-        size = CHUNK if size is None or size < 0 else min(size, CHUNK * 4)
+        size = CHUNK if size is None or size < 0 else min(size, SEND_CHUNK)
         data = self._stream.read(min(size, self._left))
         self._left -= len(data)
         return data
@@ -105,9 +107,9 @@ class _Streamed:
 
     def __iter__(self) -> Iterator[bytes]:
         if self._tap is None:
-            yield from self._response.stream(CHUNK, decode_content=False)
+            yield from self._response.stream(RESPONSE_CHUNK, decode_content=False)
         else:
-            for chunk in self._response.stream(CHUNK, decode_content=False):
+            for chunk in self._response.stream(RESPONSE_CHUNK, decode_content=False):
                 self._tap.see(chunk)
                 yield chunk
         self._complete = True
