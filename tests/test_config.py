@@ -14,6 +14,7 @@ from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
 from sidecar.config import validate
+from sidecar.store.db import open_database
 
 
 @pytest.fixture
@@ -103,12 +104,18 @@ def test_external_database_becomes_a_postgresql_url_with_quoted_credentials(harb
             ssl_mode: disable
     """))
     assert settings.database == (
-        "postgresql://svc%40harbor:p%40ss%3Aw%2Frd%25%3F%23@db.example.com:5433/registry")
+        "postgresql://svc%40harbor:p%40ss%3Aw%2Frd%25%3F%23@db.example.com:5433/registry"
+        "?sslmode=disable")
     parts = urlsplit(settings.database)
     assert (parts.hostname, parts.port, parts.path) == ("db.example.com", 5433, "/registry")
     assert unquote(parts.username) == "svc@harbor"
     assert unquote(parts.password) == "p@ss:w/rd%?#"
     validate(settings)
+    # and the driver gets them decoded, with Harbor's ssl_mode
+    params = open_database(settings.database).connect_params
+    assert params["user"] == "svc@harbor"
+    assert params["password"] == "p@ss:w/rd%?#"
+    assert params["sslmode"] == "disable"
 
 
 def test_external_database_defaults_and_no_password(harbor_yml):
