@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 PUSH_ONLY = ("PUSH_ARTIFACT",)
 
 
-def harbor_yml(max_retry: int = 3, timeout: float = 2, backoff: float = 0.2) -> dict:
+def harbor_yml(max_retry: int = 3, timeout: float = 10, backoff: float = 0.2) -> dict:
+    """Short backoff; a generous timeout, so a slow answer on a loaded machine is no retry."""
     return {
         "notification": {"webhook_job_max_retry": max_retry,
                          "webhook_job_http_client_timeout": timeout},

@@ -260,3 +260,26 @@ def test_fresh_database_migrated_by_racing_processes(backend, tmp_path, request)
     with db.connection_context():
         assert [r.version for r in SchemaVersion.select()] == [len(store_db.MIGRATIONS)]
         assert queue.counts()[PENDING] == 0
+
+
+def test_executor_reopens_a_dropped_postgresql_connection(request):
+    """After a PostgreSQL restart every pooled connection is dead: the next call still works."""
+    import psycopg2
+
+    from sidecar.store.executor import Executor
+
+    url = request.getfixturevalue("postgres_url")
+    postgres.reset_schema(url)
+    db = store_db.bind(url)
+    executor = Executor()
+    executor.run(queue.record_events, [new_event()], 3)
+    name = url.rsplit("/", 1)[1]
+    with psycopg2.connect(host=postgres.HOST, port=postgres.PORT, user=postgres.USER,
+                          dbname="postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        assert cur.rowcount == 1
+    [claimed] = executor.run(queue.claim, 5, LEASE)
+    assert executor.run(queue.finish, claimed, outcome(DELIVERED, 200)) is True
+    assert executor.run(queue.counts)[DELIVERED] == 1
+    db.close()

@@ -8,13 +8,18 @@ Outside gevent (CLI, tests) calls run inline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 from typing import TypeVar
 
+from peewee import InterfaceError
+from peewee import OperationalError
+
 from sidecar.store.models import database
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _gevent_patched() -> bool:
@@ -27,7 +32,38 @@ def _gevent_patched() -> bool:
 
 def _with_connection(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     database.connect(reuse_if_open=True)
-    return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        # The connection may be dead (PostgreSQL restarted, failover, an idle timeout): peewee
+        # would hand the same one back for ever. Drop it; the next call opens a new one.
+        lost = _connection_lost()
+        _drop_connection()
+        if not lost:
+            raise
+    # Lost before or during the call: its transaction did not commit (or, if the loss hit the
+    # COMMIT itself, the call is repeated: every store call tolerates that, the queue's
+    # writes by checking their claim token). Once more, on a fresh connection.
+    log.warning("database connection lost; retrying %s on a new one",
+                getattr(fn, "__name__", "the call"))
+    database.connect(reuse_if_open=True)
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        _drop_connection()
+        raise
+
+
+def _connection_lost() -> bool:
+    conn = database._state.conn
+    return conn is not None and bool(getattr(conn, "closed", 0))  # psycopg2: non-zero if closed
+
+
+def _drop_connection() -> None:
+    try:
+        database.close()
+    except Exception:
+        database._state.reset()  # close() refused or failed: forget the connection anyway
 
 
 class Executor:
