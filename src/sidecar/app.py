@@ -95,7 +95,11 @@ class Runtime:
             self._rules_error = str(exc)
             log.error("rules file refused, previous rules stay in force:\n%s", exc)
             return False
-        self.executor.run(policy_store.sync_rules, rules)
+        try:
+            self.executor.run(policy_store.sync_rules, rules)
+        except Exception:
+            self._rules_mtime = None  # not in the store (database down, a racing sync): retry
+            raise
         self._rules_error = ""
         self._rules_loaded_at = time.time()
         log.info("rules loaded from %s: %d projects", path, len(rules.projects))
