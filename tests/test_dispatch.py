@@ -50,7 +50,7 @@ def receivers():
         receiver.stop()
 
 
-def settings(concurrency: int = 2, timeout: float = 1.0, max_attempts: int = 3,
+def settings(concurrency: int = 2, timeout: float = 10.0, max_attempts: int = 3,
              backoff: float = 0.05) -> DispatchSettings:
     return DispatchSettings(concurrency=concurrency, timeout=timeout, idle_poll=0.05,
                             retry=RetryPolicy(max_attempts=max_attempts, backoff=backoff,
@@ -186,7 +186,8 @@ def test_running_dispatchers_send_each_delivery_once(store, receivers):
 
     receiver = receivers(script)
     record(receiver.url, count=40, max_attempts=10)
-    dispatchers = [Dispatcher(Executor(), settings(concurrency=4, backoff=0.02))
+    # a generous timeout: on a loaded machine a slow answer would be a legitimate resend
+    dispatchers = [Dispatcher(Executor(), settings(concurrency=4, timeout=10, backoff=0.02))
                    for _ in range(2)]
     for dispatcher in dispatchers:
         dispatcher.start()
@@ -217,7 +218,7 @@ def test_stop_gives_back_claims_not_yet_sent(store, receivers):
 def test_stop_waits_for_sends_under_way(store, receivers):
     receiver = receivers([Reply(200, delay=0.5)])
     record(receiver.url, count=2)
-    dispatcher = Dispatcher(Executor(), settings(concurrency=2, timeout=2))
+    dispatcher = Dispatcher(Executor(), settings(concurrency=2, timeout=5))
     dispatcher.start()
     receiver.wait_for(2, timeout=10)
     dispatcher.stop()
