@@ -62,9 +62,9 @@ def test_killed_while_receiver_is_down_then_delivered_after_restart(
 
 def test_killed_mid_send_is_taken_over_after_the_lease(sidecar_factory, receiver_factory, image):
     # the first request hangs (the sidecar dies waiting for it); later ones are answered
-    receiver = receiver_factory([Reply(200, delay=5), Reply(200)])
-    # timeout 1 s: the claim's lease is 2 * 1 + 10 = 12 s
-    first = sidecar_factory(rules(receiver.url), config=harbor_yml(timeout=1))
+    receiver = receiver_factory([Reply(200, delay=10), Reply(200)])
+    # timeout 2 s: the claim's lease is 2 * 2 + 10 = 14 s; the kill lands well within 2 s
+    first = sidecar_factory(rules(receiver.url), config=harbor_yml(timeout=2))
     layout, digest = image("v1")
     clients.push(layout, "v1", f"{first.netloc}/proj/app:v1")
     receiver.wait_for(1)
@@ -73,10 +73,10 @@ def test_killed_mid_send_is_taken_over_after_the_lease(sidecar_factory, receiver
     if delivery_rows(first) != [("sending", 0)]:
         pytest.fail(f"the kill did not land mid-send: {delivery_rows(first)}")
 
-    second = sidecar_factory(rules(receiver.url), config=harbor_yml(timeout=1),
+    second = sidecar_factory(rules(receiver.url), config=harbor_yml(timeout=2),
                              database=first.database)
     received = receiver.wait_for(2, timeout=30)
-    assert time.monotonic() - killed_at >= 5  # not before the dead worker's lease ran out
+    assert time.monotonic() - killed_at >= 10  # not before the dead worker's lease ran out
     assert received[1].body == received[0].body
     status = second.wait_status(lambda s: s["deliveries"]["delivered"] == 1)
     assert status["recent"][0]["attempts"] == 1
