@@ -97,7 +97,9 @@ class Dispatcher:
             except Exception:
                 log.exception("giving back %d claims failed; their leases will expire",
                               len(unsent))
-        deadline = time.monotonic() + (self._settings.timeout + 2 if grace is None else grace)
+        if grace is None:  # within gunicorn's graceful_timeout (30 s), after which it kills
+            grace = min(self._settings.timeout + 2, 20.0)
+        deadline = time.monotonic() + grace
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.05)
 
