@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import urllib.request
 import uuid
 
@@ -165,6 +166,32 @@ def test_repeated_accept_headers_get_the_oci_manifest(sidecar_factory, registry)
                 [("Accept", SKOPEO_ACCEPTS[0])])
     assert bare.status == call(registry.netloc, "GET", f"/v2/{repo}/manifests/v1",
                                [("Accept", SKOPEO_ACCEPTS[0])]).status == 404
+
+
+def test_head_range_and_conditional_answers_match_the_registry(sidecar_factory, registry):
+    sidecar = sidecar_factory()
+    repo = _repo()
+    digest, manifest = push_manifest(registry.netloc, repo, "v1")
+    layer = json.loads(manifest)["layers"][0]["digest"]
+    compared = ("Content-Length", "Content-Type", "Docker-Content-Digest", "Content-Range",
+                "Etag", "Accept-Ranges")
+    for method, target, headers in (
+        ("HEAD", f"/v2/{repo}/blobs/{layer}", []),
+        ("HEAD", f"/v2/{repo}/blobs/sha256:{'0' * 64}", []),
+        ("HEAD", f"/v2/{repo}/manifests/v1", [("Accept", OCI_MANIFEST)]),
+        ("GET", f"/v2/{repo}/blobs/{layer}", [("Range", "bytes=100-199")]),
+        ("GET", f"/v2/{repo}/manifests/v1", [("Accept", OCI_MANIFEST),
+                                             ("If-None-Match", f'"{digest}"')]),
+    ):
+        direct = call(registry.netloc, method, target, headers)
+        proxied = call(sidecar.netloc, method, target, headers)
+        assert (proxied.status, proxied.body) == (direct.status, direct.body), (method, target)
+        for name in compared:
+            assert proxied.header(name) == direct.header(name), (method, target, name)
+    assert call(sidecar.netloc, "GET", f"/v2/{repo}/blobs/{layer}",
+                [("Range", "bytes=100-199")]).status == 206
+    # HEADs and a 304 are not pulls
+    assert recorded.until_barrier(sidecar, repo, "v1") == []
 
 
 MALFORMED = [
@@ -372,6 +399,29 @@ def test_tls_probe_and_garbage_do_not_hurt_the_worker(sidecar_factory, registry)
     assert "Traceback" not in sidecar.log()
     assert [e["type"] for e in recorded.until_barrier(sidecar, repo, "v1")] == [
         "PULL_ARTIFACT"] * 5
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 8000000", "Transfer-Encoding: chunked"])
+def test_client_leaving_mid_upload_does_not_leave_the_request_hanging(sidecar_factory, framing):
+    sidecar = sidecar_factory()
+    repo = _repo()
+    started = call(sidecar.netloc, "POST", f"/v2/{repo}/blobs/uploads/")
+    target = started.header("Location").split(sidecar.netloc, 1)[1]
+    host, port = sidecar.netloc.split(":")
+    part = os.urandom(1_000_000)
+    if framing.startswith("Transfer"):
+        part = b"%x\r\n%s\r\n" % (len(part), part)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"PATCH {target} HTTP/1.1\r\nHost: {sidecar.netloc}\r\n"
+                     f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n".encode())
+        sock.sendall(part)
+    assert call(sidecar.netloc, "GET", "/v2/").status == 200
+    # A request stuck waiting on the registry would hold a graceful stop for the whole
+    # graceful timeout (30 s); an abandoned one is already over.
+    began = time.monotonic()
+    sidecar.stop()
+    assert time.monotonic() - began < 15, sidecar.log()
+    assert len(_worker_boots(sidecar)) == 1
 
 
 def test_client_leaving_mid_download_does_not_poison_later_requests(sidecar_factory, registry):

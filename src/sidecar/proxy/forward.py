@@ -71,6 +71,10 @@ def _hop_by_hop(connection: str) -> frozenset[str]:
     return HOP_BY_HOP | {t.strip().lower() for t in connection.split(",") if t.strip()}
 
 
+class ClientGone(ConnectionAbortedError):
+    """The client disconnected before sending the whole request body."""
+
+
 class _Body:
     """A file-like view of wsgi.input limited to Content-Length, read in big chunks."""
 
@@ -83,13 +87,20 @@ class _Body:
             return b""
         size = CHUNK if size is None or size < 0 else min(size, SEND_CHUNK)
         data = self._stream.read(min(size, self._left))
+        if not data:
+            # The client left mid-body. Ending quietly would leave the registry waiting for
+            # the rest and this request stuck until the read timeout; abort the upstream send.
+            raise ClientGone(f"client closed with {self._left} body bytes unsent")
         self._left -= len(data)
         return data
 
 
 def _chunks(stream) -> Iterator[bytes]:
     while True:
-        data = stream.read(CHUNK)
+        try:
+            data = stream.read(CHUNK)
+        except OSError as exc:  # gunicorn's NoMoreData: the client left mid-body
+            raise ClientGone(f"chunked body cut short: {exc!r}") from exc
         if not data:
             return
         yield data
@@ -187,6 +198,9 @@ class ProxyApp:
         try:
             response = self.upstream.request(method, target, headers, body=body, chunked=chunked)
         except urllib3.exceptions.HTTPError as exc:
+            if _client_gone(exc):
+                log.info("%s %s abandoned by the client mid-body", method, path)
+                return self._bad_request(start_response, "request body incomplete")
             log.warning("upstream %s unavailable for %s %s: %s", self.upstream.url, method,
                         path, exc)
             self._observe(method, 502)
@@ -250,6 +264,16 @@ class ProxyApp:
         start_response("400 Bad Request", [("Content-Type", "application/json"),
                                            ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """Whether urllib3's error wraps our ClientGone (as an argument or as the context)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ClientGone) or any(isinstance(a, ClientGone) for a in exc.args):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _local_netloc(environ: dict) -> str:
