@@ -30,6 +30,12 @@ def _curl(*args: str) -> subprocess.CompletedProcess:
     return clients.run(["curl", "-sS", "--max-time", "30", *args])
 
 
+def _delete_by_digest(sidecar, repo: str, digest: str) -> None:
+    status = _curl("-X", "DELETE", "-o", "/dev/null", "-w", "%{http_code}",
+                   f"{sidecar.url}/v2/{repo}/manifests/{digest}").stdout
+    assert status == "202"
+
+
 def _types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
 
@@ -145,8 +151,7 @@ def test_delete_of_an_artifact_with_two_tags(sidecar_factory, registry, image):
     clients.push(layout, "one", f"{sidecar.netloc}/{repo}:one")
     clients.push(layout, "one", f"{registry.netloc}/{repo}:two")  # second tag, not seen
 
-    _curl("-X", "DELETE", "-o", "/dev/null", "-w", "%{http_code}",
-          f"{sidecar.url}/v2/{repo}/manifests/{digest}")
+    _delete_by_digest(sidecar, repo, digest)
 
     events = recorded.wait_events(sidecar, 2)
     assert _types(events) == ["PUSH_ARTIFACT", "DELETE_ARTIFACT"]
@@ -168,7 +173,7 @@ def test_delete_when_remembered_tag_moved_falls_back_to_the_registry(
     newer, _ = image("v1")
     clients.push(newer, "v1", f"{registry.netloc}/{repo}:v1")
 
-    _curl("-X", "DELETE", f"{sidecar.url}/v2/{repo}/manifests/{digest}")
+    _delete_by_digest(sidecar, repo, digest)
     events = recorded.wait_events(sidecar, 2)
     assert _types(events) == ["PUSH_ARTIFACT", "DELETE_ARTIFACT"]
     assert resource(events[1])["tag"] == "old"
