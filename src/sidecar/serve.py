@@ -102,6 +102,10 @@ class SidecarServer(BaseApplication):
             "worker_exit": _worker_exit,
             "child_exit": _child_exit,
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens ~/.gunicorn/gunicorn.ctl by default: every sidecar on a host
+            # would fight over that one path, and nothing of ours uses it.
+            options["control_socket_disable"] = True
         for key, value in options.items():
             self.cfg.set(key, value)
         # gunicorn's own tuning knob (e.g. GUNICORN_CMD_ARGS="--http-parser python"): lets an

@@ -21,7 +21,7 @@ from tests.support.ports import wait_http
 
 def sidecar_command() -> list[str]:
     found = shutil.which("sidecar")
-    return [found] if found else [sys.executable, "-m", "sidecar.cli"]
+    return [found] if found else [sys.executable, "-m", "sidecar.main"]
 
 
 class Sidecar:
