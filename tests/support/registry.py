@@ -38,7 +38,8 @@ http:
 class Registry:
     def __init__(self, workdir: Path, htpasswd: Path | None = None):
         if not os.path.exists(BINARY):
-            raise RuntimeError("docker-registry is not installed: apt-get install -y docker-registry")
+            raise RuntimeError(
+                "docker-registry is not installed: apt-get install -y docker-registry")
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
