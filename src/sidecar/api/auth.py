@@ -35,7 +35,11 @@ def is_admin(header: str | None, admin_password: str) -> bool:
     credentials = basic_credentials(header)
     if credentials is None:
         return False
-    user, password = credentials
+    return check_admin(*credentials, admin_password)
+
+
+def check_admin(user: str, password: str, admin_password: str) -> bool:
+    """The one login check, for Basic headers and the web UI's login form alike."""
     # both compared in full, so timing tells nothing about which one was wrong
     user_ok = hmac.compare_digest(user.encode("utf-8"), ADMIN_USER.encode("utf-8"))
     password_ok = hmac.compare_digest(password.encode("utf-8"), admin_password.encode("utf-8"))

@@ -154,3 +154,12 @@ def get_setting(key: str, default: str) -> str:
 
 def set_setting(key: str, value: str) -> None:
     Setting.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+def ensure_setting(key: str, value: str) -> str:
+    """The stored value of `key`, storing `value` first if there is none.
+
+    Several workers racing agree on one value: the first insert wins, the others read it.
+    """
+    Setting.insert(key=key, value=value).on_conflict_ignore().execute()
+    return Setting.get(Setting.key == key).value

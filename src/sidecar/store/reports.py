@@ -206,15 +206,20 @@ def endpoints(window: int = ENDPOINT_WINDOW) -> list[dict[str, Any]]:
     return out
 
 
-def policy_triggers() -> list[dict[str, Any]]:
-    """Every policy with, per event type, its last trigger (Harbor's lasttrigger)."""
+def policy_triggers(project_id: int | None = None) -> list[dict[str, Any]]:
+    """Every policy (of one project, if given) with, per event type, its last trigger
+    (Harbor's lasttrigger) and how that delivery went."""
     out = []
-    for policy in Policy.select(Policy, Project).join(Project).order_by(Project.name, Policy.name):
+    query = Policy.select(Policy, Project).join(Project)
+    if project_id is not None:
+        query = query.where(Policy.project == project_id)
+    for policy in query.order_by(Project.name, Policy.name):
         latest = (Delivery.select(Delivery.event_type, fn.MAX(Delivery.id).alias("last_id"))
                   .where(Delivery.policy == policy.id).group_by(Delivery.event_type))
         last_ids = {row.event_type: row.last_id for row in latest}
         last_rows = {d.id: d for d in Delivery.select(
-            Delivery.id, Delivery.created_at, Delivery.status, Delivery.event_type
+            Delivery.id, Delivery.created_at, Delivery.status, Delivery.event_type,
+            Delivery.last_status_code,
         ).where(Delivery.id.in_(list(last_ids.values())))} if last_ids else {}
         triggers = []
         seen = list(policy.event_types) + sorted(set(last_ids) - set(policy.event_types))
@@ -224,9 +229,11 @@ def policy_triggers() -> list[dict[str, Any]]:
                 "event_type": event_type,
                 "last_trigger_time": int(row.created_at) if row else None,
                 "status": row.status if row else None,
+                "status_code": row.last_status_code if row else None,
                 "delivery_id": row.id if row else None,
             })
         out.append({
+            "id": policy.id,
             "project": policy.project.name,
             "name": policy.name,
             "source": policy.source,
