@@ -18,6 +18,7 @@ from sidecar import metrics
 from sidecar.api import harbor as harbor_api
 from sidecar.api import metrics as metrics_api
 from sidecar.api import status as status_api
+from sidecar.api import ui as ui_api
 from sidecar.config import Settings
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
@@ -168,6 +169,7 @@ def create_flask(runtime: Runtime) -> Flask:
     app.register_blueprint(status_api.bp)
     app.register_blueprint(harbor_api.bp)
     app.register_blueprint(metrics_api.bp)
+    app.register_blueprint(ui_api.bp)
     return app
 
 
