@@ -283,3 +283,42 @@ def test_executor_reopens_a_dropped_postgresql_connection(request):
     assert executor.run(queue.finish, claimed, outcome(DELIVERED, 200)) is True
     assert executor.run(queue.counts)[DELIVERED] == 1
     db.close()
+
+
+GEVENT_EXECUTOR_STRESS = """
+from gevent import monkey
+monkey.patch_all()
+import sys
+import gevent
+from sidecar.store import db as store_db
+from sidecar.store import queue
+from sidecar.store.executor import Executor
+
+db = store_db.bind(sys.argv[1])
+executor = Executor(4)
+
+def work():
+    for _ in range(200):
+        executor.run(db.close)  # each call then opens its connection again
+        executor.run(queue.counts)
+
+greenlets = [gevent.spawn(work) for _ in range(8)]
+done = gevent.joinall(greenlets, timeout=30)
+print(f"{len(done)} of {len(greenlets)} finished")
+"""
+
+
+def test_database_threads_of_a_gevent_worker_never_hang(tmp_path):
+    """As in a gunicorn gevent worker: many greenlets, four database threads, one database.
+
+    peewee's connect lock, made after gevent patched threading, was a gevent lock; contended
+    across the executor's OS threads it lost wake-ups and left threads hung for ever.
+    """
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_EXECUTOR_STRESS, f"sqlite:///{tmp_path / 'g.db'}"],
+        capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "8 of 8 finished"

@@ -75,9 +75,27 @@ def open_database(url: str) -> Database:
 def bind(url: str) -> Database:
     """Point the models at `url` and migrate; idempotent and safe to race from many workers."""
     db = open_database(url)
+    db._lock = _native_lock()
     database.initialize(db)
     migrate(db)
     return db
+
+
+def _native_lock():
+    """A real OS lock for peewee's connect/close.
+
+    peewee makes `threading.Lock()` when the database is built, after gevent patched the
+    worker: a gevent lock. The executor's OS threads all take it on every call, and a gevent
+    lock contended across OS threads can lose its wake-up: a database thread then hung for
+    ever in `connect()` (seen with PostgreSQL and four threads), its call never returned.
+    """
+    try:
+        from gevent.monkey import get_original
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        import threading
+
+        return threading.Lock()
+    return get_original("threading", "Lock")()
 
 
 def migrate(db: Database) -> int:
