@@ -48,20 +48,32 @@ _ENVIRON_HEADERS = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-L
 Sink = Callable[[list[ArtifactEvent]], None]
 
 
-def _header_name(key: str) -> str:
-    return "-".join(part.capitalize() for part in key[5:].split("_"))
+#: environ key -> (header name, lower-case name), remembered: this runs for every request.
+#: Bounded, because clients choose the header names.
+_NAMES: dict[str, tuple[str, str]] = {
+    key: (name, name.lower()) for key, name in _ENVIRON_HEADERS.items()}
+
+
+def _header_name(key: str) -> tuple[str, str]:
+    known = _NAMES.get(key)
+    if known is None:
+        name = "-".join(part.capitalize() for part in key[5:].split("_"))
+        known = (name, name.lower())
+        if len(_NAMES) < 512:
+            _NAMES[key] = known
+    return known
 
 
 def request_headers(environ: dict) -> dict[str, str]:
     """The client's headers minus hop-by-hop ones (gunicorn has already joined repeats)."""
+    dropped = _hop_by_hop(environ.get("HTTP_CONNECTION", ""))
     headers: dict[str, str] = {}
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[_header_name(key)] = value
-        elif key in _ENVIRON_HEADERS and value != "":
-            headers[_ENVIRON_HEADERS[key]] = value
-    dropped = _hop_by_hop(headers.get("Connection", ""))
-    return {k: v for k, v in headers.items() if k.lower() not in dropped}
+        if key.startswith("HTTP_") or (key in _ENVIRON_HEADERS and value != ""):
+            name, lower = _header_name(key)
+            if lower not in dropped:
+                headers[name] = value
+    return headers
 
 
 def _hop_by_hop(connection: str) -> frozenset[str]:
