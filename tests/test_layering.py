@@ -1,0 +1,60 @@
+"""The folders follow the data flow (proxy -> events -> record -> store -> dispatch; api reads
+the store), and no import runs back up it: the pure core never imports the proxy, the API or
+the CLI. A new import that breaks this fails here, naming the file and the import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sidecar"
+
+#: package -> the sidecar packages it may import (besides itself)
+ALLOWED = {
+    "events": set(),
+    "rules": {"events"},
+    "store": {"rules", "events"},
+    "record": {"events", "rules", "store"},
+    "dispatch": {"events", "rules", "store"},
+    "proxy": {"events"},
+    "api": {"events", "rules", "store", "dispatch", "metrics", "report_text"},
+}
+PURE = ("events",)
+IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_no_import_runs_back_up_the_data_flow(package):
+    wrong = []
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        for line, module in _imports(path):
+            parts = module.split(".")
+            if parts[0] != "sidecar" or len(parts) < 2 or parts[1] == package:
+                continue
+            if parts[1] not in ALLOWED[package]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_pure_core_does_no_io(package):
+    wrong = [
+        f"{path.relative_to(PACKAGE)}:{line}: imports {module}"
+        for path in sorted((PACKAGE / package).rglob("*.py"))
+        for line, module in _imports(path)
+        if module.split(".")[0] in IO_MODULES
+    ]
+    assert not wrong, "\n".join(wrong)
