@@ -79,7 +79,8 @@ def test_killed_mid_send_is_taken_over_after_the_lease(sidecar_factory, receiver
     assert time.monotonic() - killed_at >= 10  # not before the dead worker's lease ran out
     assert received[1].body == received[0].body
     status = second.wait_status(lambda s: s["deliveries"]["delivered"] == 1)
-    assert status["recent"][0]["attempts"] == 1
+    # the send the dead worker made counts as attempt 1 (the endpoint may have got it)
+    assert status["recent"][0]["attempts"] == 2
     assert status["recent"][0]["last_status_code"] == 200
     assert received[1].json()["event_data"]["resources"][0]["digest"] == digest
 

@@ -170,15 +170,28 @@ class TestStoreContract:
         assert queue.claim(1, lease_seconds=5, now=now + 4) == []  # lease still running
         [new] = queue.claim(1, lease_seconds=5, now=now + 6)
         assert new.id == old.id and new.claim_token != old.claim_token
+        # the dead holder's send may have reached the endpoint: it counts as an attempt
+        assert new.attempts == 1
         assert queue.finish(old, outcome(DELIVERED, 200)) is False
-        assert Attempt.select().count() == 0
         row = Delivery.get_by_id(old.id)
-        assert (row.status, row.attempts, row.claim_token) == (SENDING, 0, new.claim_token)
+        assert (row.status, row.attempts, row.claim_token) == (SENDING, 1, new.claim_token)
+        assert [a.error for a in Attempt.select()] == [queue.LEASE_EXPIRED]
         assert queue.finish(new, outcome(DELIVERED, 200)) is True
         assert queue.finish(new, outcome(DELIVERED, 200)) is False  # a claim finishes once
         row = Delivery.get_by_id(old.id)
-        assert (row.status, row.attempts, row.claim_token) == (DELIVERED, 1, None)
-        assert Attempt.select().count() == 1
+        assert (row.status, row.attempts, row.claim_token) == (DELIVERED, 2, None)
+        assert Attempt.select().count() == 2
+
+    def test_a_delivery_that_keeps_killing_its_worker_ends_failed(self, store):
+        now = time.time()
+        queue.record_events([new_event()], max_attempts=2, now=now)
+        [first] = queue.claim(1, lease_seconds=5, now=now)
+        [second] = queue.claim(1, lease_seconds=5, now=now + 6)  # first holder died
+        assert queue.claim(1, lease_seconds=5, now=now + 12) == []  # so did the second
+        row = Delivery.get_by_id(first.id)
+        assert (row.status, row.attempts) == (FAILED, 2)
+        assert row.last_error.startswith(queue.LEASE_EXPIRED)
+        assert "gave up after 2 attempts" in row.last_error
 
     def test_finish_records_attempts_with_codes_and_errors(self, store):
         queue.record_events([new_event()], max_attempts=3)

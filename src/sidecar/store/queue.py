@@ -93,16 +93,58 @@ def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | No
     return created
 
 
-def claim(limit: int, lease_seconds: float, now: float | None = None) -> list[Delivery]:
-    """Atomically take up to `limit` due deliveries (or ones whose lease ran out)."""
+#: Recorded as the attempt of a worker that died (or hung) holding a claim.
+LEASE_EXPIRED = "the worker sending it stopped before an answer was recorded (lease expired)"
+
+
+def expire_leases(now: float | None = None, limit: int = 100) -> int:
+    """Count a claim whose lease ran out as an attempt, then retry it or end it.
+
+    The endpoint may well have received that send, so it is an attempt like any other: a
+    delivery that kills every worker sending it ends as failed instead of looping forever.
+    """
     now = time.time() if now is None else now
+    expired = list(
+        Delivery.select(Delivery.id, Delivery.attempts, Delivery.max_attempts)
+        .where((Delivery.status == SENDING) & (Delivery.lease_until < now))
+        .limit(limit)
+    )
+    done = 0
+    for row in expired:
+        attempts = row.attempts + 1
+        final = attempts >= row.max_attempts
+        fields: dict[str, Any] = {
+            "attempts": attempts, "claim_token": None, "lease_until": None, "updated_at": now,
+            "last_status_code": None,
+            "last_error": LEASE_EXPIRED
+            + (f" (gave up after {attempts} attempts)" if final else ""),
+        }
+        if final:
+            fields.update(status=FAILED, finished_at=now)
+        else:
+            fields.update(status=PENDING, next_attempt_at=now)
+        with database.atomic():
+            changed = (
+                Delivery.update(**fields)
+                .where((Delivery.id == row.id) & (Delivery.status == SENDING)
+                       & (Delivery.lease_until < now))
+                .execute()
+            )
+            if changed == 1:  # another claimer may have expired it first
+                Attempt.create(delivery=row.id, number=attempts, started_at=now,
+                               error=LEASE_EXPIRED)
+                done += 1
+    return done
+
+
+def claim(limit: int, lease_seconds: float, now: float | None = None) -> list[Delivery]:
+    """Atomically take up to `limit` due deliveries; expired leases are settled first."""
+    now = time.time() if now is None else now
+    expire_leases(now)
     token = uuid.uuid4().hex
     due = (
         Delivery.select(Delivery.id)
-        .where(
-            ((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now))
-            | ((Delivery.status == SENDING) & (Delivery.lease_until < now))
-        )
+        .where((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now))
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
