@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +39,10 @@ class Receiver:
     """Answers each POST with the next Reply of `script` (the last one repeats)."""
 
     def __init__(self, script: list[Reply] | Callable[[Received], Reply] | None = None,
-                 port: int | None = None):
+                 port: int | None = None, tls: tuple[str, str] | None = None):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.tls = tls  # (certfile, keyfile): serve HTTPS
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hook"
         self.requests: list[Received] = []
         self._script = script or [Reply()]
         self._lock = threading.Condition()
@@ -89,7 +91,12 @@ class Receiver:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
