@@ -98,3 +98,27 @@ def test_graceful_stop_mid_send_records_the_outcome(sidecar_factory, receiver_fa
     assert second.status()["deliveries"]["delivered"] == 1
     time.sleep(0.5)
     assert len(receiver.requests) == 1  # not sent again
+
+
+def test_sigterm_right_after_a_push_loses_nothing_and_does_not_wait_for_idle_clients(
+        sidecar_factory, image):
+    """A graceful stop flushes the recorder's buffer, even with a keep-alive client idling."""
+    import http.client
+
+    dead_port = free_port()  # nothing listens: every send fails, the delivery stays queued
+    sidecar = sidecar_factory(rules(f"http://127.0.0.1:{dead_port}/hook"),
+                              config=harbor_yml(backoff=30), workers=1)
+    idle = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+    idle.request("GET", "/v2/")
+    idle.getresponse().read()  # the connection stays open, idle
+    layout, _ = image("v1")
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+    started = time.monotonic()
+    sidecar.stop()  # SIGTERM at once: the event may still be in the recorder's buffer
+    stopped_after = time.monotonic() - started
+    idle.close()
+    assert [status for status, _ in delivery_rows(sidecar)] == ["pending"]
+    # the idle client is dropped after the 5 s keep-alive, long before the 30 s graceful
+    # timeout (or Kubernetes' SIGKILL) would cut the flush short
+    assert stopped_after < 15, stopped_after
+    assert "graceful timeout" not in sidecar.log().lower()

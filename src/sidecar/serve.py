@@ -90,7 +90,10 @@ class SidecarServer(BaseApplication):
             "worker_connections": 1000,
             "timeout": 60,
             "graceful_timeout": 30,
-            "keepalive": 75,
+            # An idle keep-alive connection holds a worker's graceful stop until it times out:
+            # 5 s keeps connections alive through a client's push or pull, and a SIGTERM
+            # (Kubernetes gives 30 s) ends in seconds, recorder flushed.
+            "keepalive": 5,
             # upload Location URLs carry a long signed _state; bearer tokens can be large
             "limit_request_line": 8190,
             "limit_request_field_size": 65536,
