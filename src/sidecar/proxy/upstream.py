@@ -1,9 +1,10 @@
 """Keep-alive HTTP/1.1 connections to the upstream registry, and nothing more.
 
 A small client of our own rather than urllib3's pool: on 2 cores the registry and the proxy
-share the CPU, so every microsecond per request shows in throughput. urllib3's `urlopen` spent
-about 200 us of CPU per small proxied request (URL re-parsing, Retry and Timeout objects, a poll
-per checkout, email-module header parsing); this client spends about half that (bench/README.md).
+share the CPU, so every microsecond per request shows in throughput. urllib3's `urlopen` does
+much a proxy does not need (URL re-parsing, Retry and Timeout objects, a poll per checkout,
+email-module header parsing); replacing it took the sidecar's CPU per small proxied request
+from about 360 to 200 us (bench/README.md).
 What a proxy needs is narrow: send a request head as one write, stream the body, parse the
 status line and headers (repeats kept in order), frame the response body by HEAD/1xx/204/304,
 Transfer-Encoding or Content-Length, and reuse a connection only when its response was read to
