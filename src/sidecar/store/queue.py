@@ -58,38 +58,61 @@ class Outcome:
     retry_at: float | None = None
 
 
+def _event_row(item: NewEvent, now: float) -> dict[str, Any]:
+    return {
+        "type": item.type,
+        "occur_at": item.occur_at,
+        "operator": item.operator,
+        "project": item.project,
+        "repository": item.repository,
+        "request_id": item.request_id,
+        "payload_json": json.dumps(item.payload, separators=(",", ":")),
+        "created_at": now,
+    }
+
+
 def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | None = None) -> int:
-    """Insert events and their deliveries in one transaction; return deliveries created."""
+    """Insert events and their deliveries in one transaction; return deliveries created.
+
+    Most events (every pull, say) match no policy: runs of those go in as one multi-row
+    INSERT, which costs a fraction of a row-by-row create on the busiest path of the recorder.
+    Arrival order is kept in the ids.
+    """
     now = time.time() if now is None else now
     created = 0
+    plain: list[dict[str, Any]] = []
+
+    def flush_plain() -> None:
+        for start in range(0, len(plain), 100):
+            Event.insert_many(plain[start:start + 100]).execute()
+        plain.clear()
+
     with database.atomic():
         for item in events:
-            event = Event.create(
-                type=item.type,
-                occur_at=item.occur_at,
-                operator=item.operator,
-                project=item.project,
-                repository=item.repository,
-                request_id=item.request_id,
-                payload_json=json.dumps(item.payload, separators=(",", ":")),
-                created_at=now,
-            )
-            for new in item.deliveries:
-                Delivery.create(
-                    uid=f"msg_{uuid.uuid4().hex}",
-                    event=event,
-                    policy=new.policy_id,
-                    policy_name=new.policy_name,
-                    project=item.project,
-                    event_type=item.type,
-                    target_json=json.dumps(new.target, separators=(",", ":")),
-                    status=PENDING,
-                    max_attempts=max_attempts,
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-                created += 1
+            if not item.deliveries:
+                plain.append(_event_row(item, now))
+                continue
+            flush_plain()
+            event_id = Event.insert(_event_row(item, now)).execute()
+            Delivery.insert_many([
+                {
+                    "uid": f"msg_{uuid.uuid4().hex}",
+                    "event": event_id,
+                    "policy": new.policy_id,
+                    "policy_name": new.policy_name,
+                    "project": item.project,
+                    "event_type": item.type,
+                    "target_json": json.dumps(new.target, separators=(",", ":")),
+                    "status": PENDING,
+                    "max_attempts": max_attempts,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for new in item.deliveries
+            ]).execute()
+            created += len(item.deliveries)
+        flush_plain()
     return created
 
 
