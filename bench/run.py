@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 from bench.blobs import make_blob  # noqa: E402
 from bench.blobs import upload_blob  # noqa: E402
 from bench.measure import RssSampler  # noqa: E402
+from bench.measure import cpu_seconds  # noqa: E402
 from bench.measure import curl_get_seconds  # noqa: E402
 from bench.measure import memory_kib  # noqa: E402
 from bench.measure import spread  # noqa: E402
@@ -62,6 +63,7 @@ class Target:
     cpu_registry: list[float] = field(default_factory=list)
     bad: int = 0
     drain: list[float] = field(default_factory=list)
+    cpu_total: list[float] = field(default_factory=list)
     blob_seconds: list[float] = field(default_factory=list)
 
 
@@ -86,8 +88,6 @@ def wait_drained(target: Target, timeout: float = 180.0) -> float:
 
 
 def idle_cpu_ms_per_s(pids: list[int], seconds: float = 5.0) -> float:
-    from bench.measure import cpu_seconds
-
     before = cpu_seconds(pids)
     time.sleep(seconds)
     return (cpu_seconds(pids) - before) * 1000 / seconds
@@ -106,6 +106,7 @@ def bench_manifest(targets: list[Target], registry_pids: list[int], rounds: int,
         results = {}
         for target in order:
             watch = {"self": target.pids, "registry": registry_pids}
+            before = cpu_seconds(target.pids)
             result = wrk(target.url + path, duration, watch=watch)
             results[target.name] = result
             target.rps.append(result.rps)
@@ -114,6 +115,9 @@ def bench_manifest(targets: list[Target], registry_pids: list[int], rounds: int,
             target.bad += result.bad
             if target.sidecar is not None:
                 target.drain.append(wait_drained(target))
+                # with the deliveries the run queued, sent after it
+                target.cpu_total.append((cpu_seconds(target.pids) - before) * 1e6
+                                        / max(result.requests, 1))
             log(f"  round {round_no + 1} {target.name:<32} {result.rps:8.0f} req/s "
                 f"latency {result.latency}")
         for target in targets:
@@ -160,12 +164,13 @@ def print_manifest(targets: list[Target], rounds: int, duration: str,
     print(f"\n## {title} (wrk -t2 -c16 -d{duration}, OCI Accept, "
           f"{rounds} rounds; median (min-max))")
     print(f"{'target':<32}{'req/s':>22}{'ratio/direct':>22}{'own CPU us/req':>16}"
-          f"{'registry us/req':>17}{'errors':>8}{'drain s':>9}")
+          f"{'+deliveries':>13}{'registry us/req':>17}{'errors':>8}{'drain s':>9}")
     for target in targets:
         ratio = "1.00" if target is direct else spread(target.ratios)
         drain = f"{statistics.median(target.drain):.1f}" if target.drain else "-"
         own = f"{statistics.median(target.cpu_self):.0f}" if target.pids else "-"
-        print(f"{target.name:<32}{spread(target.rps, 0):>22}{ratio:>22}{own:>16}"
+        total = f"{statistics.median(target.cpu_total):.0f}" if target.cpu_total else "-"
+        print(f"{target.name:<32}{spread(target.rps, 0):>22}{ratio:>22}{own:>16}{total:>13}"
               f"{statistics.median(target.cpu_registry):>17.0f}{target.bad:>8}{drain:>9}")
     for target in targets[1:]:
         verdict = ""
