@@ -32,6 +32,7 @@ from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
+from sidecar.store import retention
 from sidecar.store.executor import Executor
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,20 @@ class Runtime:
             except Exception:
                 log.exception("reloading rules failed")
 
+    def _sweep_old_records(self) -> None:
+        days = self.settings.retention_days
+        while not self._stopping and days > 0:
+            time.sleep(self.settings.retention_sweep_seconds)
+            now = time.time()
+            try:
+                swept = self.executor.run(retention.sweep, now - days * 86400, now)
+            except Exception:
+                log.exception("sweeping old deliveries and events failed")
+                continue
+            if swept.deliveries or swept.events:
+                log.info("retention: deleted %d deliveries and %d events older than %g days",
+                         swept.deliveries, swept.events, days)
+
     # -- switches --------------------------------------------------------------------------
     def notifications_enabled(self) -> bool:
         value = policy_store.get_setting(
@@ -137,6 +152,7 @@ class Runtime:
         self.recorder.start()
         self.dispatcher.start()
         threading.Thread(target=self._watch_rules, name="rules-watch", daemon=True).start()
+        threading.Thread(target=self._sweep_old_records, name="retention", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping = True

@@ -38,6 +38,9 @@ class Settings:
     rules_poll_seconds: float = 2.0
     upstream_read_timeout: float = 300.0
     access_log: bool = False
+    # finished deliveries and events older than this are deleted (0: keep everything)
+    retention_days: float = 14.0
+    retention_sweep_seconds: float = 600.0
     # Helm charts: a ChartMuseum-compatible server, its --depth, the project of depth-0 routes,
     # and how much of an upload is read to find its Chart.yaml
     chart_upstream: str = ""
@@ -53,7 +56,7 @@ _SIDECAR_KEYS = {
     "upstream": str, "bind": str, "database": str, "rules": str, "workers": int,
     "rules_poll_seconds": float, "upstream_read_timeout": float, "access_log": bool,
     "delivery": dict, "chart_upstream": str, "chart_depth": int, "chart_project": str,
-    "chart_inspect_bytes": int,
+    "chart_inspect_bytes": int, "retention_days": float, "retention_sweep_seconds": float,
 }
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
@@ -193,3 +196,7 @@ def validate(settings: Settings) -> None:
     if not settings.database.startswith(("sqlite:", "postgres:", "postgresql:")):
         raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., "
                           f"got {settings.database!r}")
+    if settings.retention_days < 0:
+        raise ConfigError("sidecar.retention_days must be >= 0 (0 keeps everything)")
+    if settings.retention_sweep_seconds <= 0:
+        raise ConfigError("sidecar.retention_sweep_seconds must be positive")

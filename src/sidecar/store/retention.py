@@ -1,0 +1,61 @@
+"""Forget what is old and finished, so the store does not grow with every pull forever.
+
+Every manifest GET through a busy registry is an event row; Harbor itself keeps only the newest
+50 executions per policy. Here a row goes once it is older than the retention period AND
+finished: an event stays while any of its deliveries is pending or being sent, whatever its age.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peewee import fn
+
+from sidecar.store import dedup
+from sidecar.store.models import DELIVERED
+from sidecar.store.models import FAILED
+from sidecar.store.models import Attempt
+from sidecar.store.models import Delivery
+from sidecar.store.models import Event
+from sidecar.store.models import database
+
+#: Rows deleted per statement: short transactions, so recording never waits long on the sweep.
+BATCH = 500
+#: The longest pull de-duplication window a policy may ask for (rules/policy.py allows a day).
+MAX_PULL_WINDOW = 86400
+
+
+@dataclass(frozen=True)
+class Swept:
+    deliveries: int = 0
+    events: int = 0
+    windows: int = 0
+
+
+def sweep(cutoff: float, now: float) -> Swept:
+    """Delete finished deliveries (with their attempts) and events older than `cutoff`."""
+    deliveries = events = 0
+    while True:
+        ids = [
+            row.id for row in Delivery.select(Delivery.id)
+            .where(Delivery.status.in_([DELIVERED, FAILED]) & (Delivery.updated_at < cutoff))
+            .limit(BATCH)
+        ]
+        if not ids:
+            break
+        with database.atomic():
+            Attempt.delete().where(Attempt.delivery.in_(ids)).execute()
+            deliveries += Delivery.delete().where(Delivery.id.in_(ids)).execute()
+    while True:
+        referenced = Delivery.select(Delivery.id).where(Delivery.event == Event.id)
+        ids = [
+            row.id for row in Event.select(Event.id)
+            .where((Event.created_at < cutoff) & ~fn.EXISTS(referenced))
+            .limit(BATCH)
+        ]
+        if not ids:
+            break
+        with database.atomic():
+            events += Event.delete().where(Event.id.in_(ids)).execute()
+    windows = dedup.forget_before(now - MAX_PULL_WINDOW)
+    return Swept(deliveries=deliveries, events=events, windows=windows)

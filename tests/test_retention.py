@@ -1,0 +1,86 @@
+"""Old finished deliveries and events are forgotten; anything still owed a send is kept."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sidecar.store import db as store_db
+from sidecar.store import queue
+from sidecar.store import retention
+from sidecar.store.models import DELIVERED
+from sidecar.store.models import FAILED
+from sidecar.store.models import Attempt
+from sidecar.store.models import Delivery
+from sidecar.store.models import Event
+from tests.conftest import webhook_rules
+from tests.support import clients
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def store(tmp_path):
+    db = store_db.bind(f"sqlite:///{tmp_path / 'store.db'}")
+    db.connect(reuse_if_open=True)
+    yield db
+    db.close()
+
+
+def event(deliveries: int, n: int) -> queue.NewEvent:
+    target = {"type": "http", "address": "http://127.0.0.1:9/hook"}
+    return queue.NewEvent(
+        type="PULL_ARTIFACT", occur_at=1_700_000_000 + n, operator="", project="proj",
+        repository="proj/app", request_id=f"r{n}", payload={"type": "PULL_ARTIFACT"},
+        deliveries=tuple(queue.NewDelivery(None, "ci", target) for _ in range(deliveries)),
+    )
+
+
+def settle(status: str) -> None:
+    [claimed] = queue.claim(1, lease_seconds=30)
+    queue.finish(claimed, queue.Outcome(status, 200 if status == DELIVERED else 500, "",
+                                        time.time(), 1))
+
+
+def test_sweep_keeps_what_is_recent_or_still_owed(store):
+    now = time.time()
+    long_ago = now - 30 * DAY
+    # r1 matched no policy, r2 was delivered, r3 failed, r4 is still pending: all old
+    queue.record_events([event(0, 1), event(1, 2), event(1, 3), event(1, 4)], 3, now=long_ago)
+    settle(DELIVERED)
+    settle(FAILED)
+    Delivery.update(updated_at=long_ago).execute()
+    queue.record_events([event(0, 5), event(1, 6)], 3, now=now)  # recent
+    swept = retention.sweep(cutoff=now - 14 * DAY, now=now)
+    assert (swept.deliveries, swept.events) == (2, 3)
+    assert {e.request_id for e in Event.select()} == {"r4", "r5", "r6"}
+    assert Delivery.select().count() == 2
+    orphans = Attempt.select().where(Attempt.delivery.not_in(Delivery.select(Delivery.id)))
+    assert orphans.count() == 0
+
+
+def test_finished_deliveries_go_with_their_attempts(store):
+    old = time.time() - 30 * DAY
+    queue.record_events([event(1, 1)], 3, now=old)
+    settle(FAILED)
+    Delivery.update(updated_at=old).execute()
+    swept = retention.sweep(cutoff=time.time() - DAY, now=time.time())
+    assert (swept.deliveries, swept.events) == (1, 1)
+    assert (Delivery.select().count(), Attempt.select().count(), Event.select().count()) == (
+        0, 0, 0)
+
+
+@pytest.mark.e2e
+def test_a_running_sidecar_forgets_old_deliveries(sidecar_factory, receiver, image):
+    # retention of about a second, swept every half second
+    sidecar = sidecar_factory(
+        webhook_rules(receiver.url, auth_header=None, event_types=["PUSH_ARTIFACT"]),
+        config={"sidecar": {"retention_days": 1.0 / DAY, "retention_sweep_seconds": 0.5,
+                            "delivery": {"backoff_seconds": 0.2, "backoff_max_seconds": 1.0},
+                            "rules_poll_seconds": 0.2}})
+    layout, _ = image("v1")
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+    receiver.wait_for(1)
+    sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 1)
+    sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 0 and not s["recent"])
