@@ -79,5 +79,5 @@ def _short(exc: Exception) -> str:
     text = str(exc)
     # urllib3 nests the useful part: "... (Caused by NewConnectionError('...: [Errno 111] ...'))"
     if "Errno" in text:
-        text = text[text.index("[Errno"):].split("'")[0].rstrip(")")
+        text = text[text.index("[Errno"):].split("'")[0].rstrip(')"')
     return text[:300]
