@@ -32,6 +32,7 @@ from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import UPLOAD_CHART
 from sidecar.events.model import ArtifactEvent
+from sidecar.events.model import InProject
 from sidecar.events.operator import operator_from_authorization
 
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
@@ -293,7 +294,7 @@ def versions_from_listing(body: bytes) -> list[str]:
 # -- events ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ChartEvent:
+class ChartEvent(InProject):
     """One chart upload, download or delete; `versions` holds one version per resource.
 
     `download_base` is the path prefix the chart downloads from (`/chartrepo/p/charts/`);
@@ -312,14 +313,6 @@ class ChartEvent:
     digest: str = ""
     size: int | None = None
     request_id: str = ""
-
-    @property
-    def namespace(self) -> str:
-        return self.repository.partition("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.repository.partition("/")[2]
 
     @property
     def tags(self) -> tuple[str, ...]:

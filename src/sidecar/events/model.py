@@ -44,8 +44,23 @@ ARTIFACT_EVENTS = frozenset({PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT})
 CHART_EVENTS = frozenset({UPLOAD_CHART, DOWNLOAD_CHART, DELETE_CHART})
 
 
+class InProject:
+    """Harbor's reading of a repository path: the project is the first segment, the name the
+    rest (`proj/a/b` -> `proj`, `a/b`). Mixed into every event that names a repository."""
+
+    repository: str
+
+    @property
+    def namespace(self) -> str:
+        return self.repository.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.repository.partition("/")[2]
+
+
 @dataclass(frozen=True)
-class ArtifactEvent:
+class ArtifactEvent(InProject):
     """One artifact push, pull or delete, as inferred from a request/response pair.
 
     `tags` holds every tag the event concerns: the pushed or pulled tag, or all tags a deleted
@@ -63,14 +78,6 @@ class ArtifactEvent:
     host: str = ""
     request_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def namespace(self) -> str:
-        return self.repository.partition("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.repository.partition("/")[2]
 
     @property
     def reference(self) -> str:

@@ -32,10 +32,9 @@ from sidecar.events.charts import versions_from_listing
 from sidecar.proxy.chartindex import ChartIndex
 from sidecar.proxy.chartsniff import UploadInspector
 from sidecar.proxy.forward import HOP_BY_HOP
-from sidecar.proxy.forward import _Body
-from sidecar.proxy.forward import _chunks
 from sidecar.proxy.forward import _reason
 from sidecar.proxy.forward import _Streamed
+from sidecar.proxy.forward import request_body
 from sidecar.proxy.forward import request_headers
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body
@@ -82,16 +81,10 @@ class ChartProxy:
         if route is not None and route.harbor and route.kind == CHART and method == "DELETE":
             return self._delete_chart(route, headers, scheme, start_response)
 
-        body, chunked = None, False
-        length = environ.get("CONTENT_LENGTH")
-        if length:
-            try:
-                size = int(length)
-            except ValueError:
-                return _answer(start_response, "400 Bad Request", "invalid Content-Length")
-            body = _Body(environ["wsgi.input"], size) if size > 0 else b""
-        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body, chunked = _chunks(environ["wsgi.input"]), True
+        try:
+            body, chunked = request_body(environ)
+        except ValueError:
+            return _answer(start_response, "400 Bad Request", "invalid Content-Length")
 
         resolved = None
         if route is not None and route.kind == FILE and method == "GET" \

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
@@ -118,6 +119,22 @@ def _chunks(stream) -> Iterator[bytes]:
         yield data
 
 
+def request_body(environ: dict) -> tuple[Any, bool]:
+    """The client's request body to send on, and whether it goes chunked.
+
+    A body of known length streams from a bounded view of wsgi.input; one without (podman's
+    chunked PATCH) is re-chunked as it arrives. Raises ValueError for a non-numeric
+    Content-Length.
+    """
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        size = int(length)
+        return (_Body(environ["wsgi.input"], size) if size > 0 else b""), False
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return _chunks(environ["wsgi.input"]), True
+    return None, False
+
+
 class _Streamed:
     """Response body iterator; reports the exchange once the client has it, frees the conn."""
 
@@ -180,16 +197,10 @@ class ProxyApp:
             headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
         headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
 
-        body, chunked = None, False
-        length = environ.get("CONTENT_LENGTH")
-        if length:
-            try:
-                size = int(length)
-            except ValueError:
-                return self._bad_request(start_response, "invalid Content-Length")
-            body = _Body(environ["wsgi.input"], size) if size > 0 else b""
-        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body, chunked = _chunks(environ["wsgi.input"]), True
+        try:
+            body, chunked = request_body(environ)
+        except ValueError:
+            return self._bad_request(start_response, "invalid Content-Length")
 
         route = manifest_route(path)
         prior_tags: tuple[str, ...] = ()
