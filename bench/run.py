@@ -328,6 +328,9 @@ def start_targets(args: argparse.Namespace, parts: set[str], workdir: Path, regi
     for revision in args.baseline:
         src, entry = baseline_source(workdir, revision)
         add(f"sidecar 1w @{revision}", 1, env={"PYTHONPATH": str(src)}, entry=entry)
+        if receiver is not None:  # before/after of the delivery path too
+            add(f"sidecar 1w @{revision} +PULL policy", 1, rules=pull_rules(receiver.url),
+                env={"PYTHONPATH": str(src)}, entry=entry, blob=False)
     for text in args.variant:
         name, env = parse_variant(text)
         add(f"sidecar 1w {name}", 1, env=env)

@@ -41,6 +41,9 @@ class DispatchSettings:
     timeout: float = 3.0
     retry: RetryPolicy = RetryPolicy()
     idle_poll: float = 1.0
+    #: Outcomes are written together after gathering this long: one commit for many sends.
+    #: A killed worker loses at most this window's outcomes, and those are sent again.
+    finish_window: float = 0.02
 
     @property
     def lease(self) -> float:
@@ -64,6 +67,11 @@ class Dispatcher:
         # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
         self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
         self._project_ids: dict[tuple[int | None, str], int | None] = {}
+        self._outcomes: list[tuple[Delivery, queue.Outcome]] = []
+        self._outcomes_lock = threading.Lock()  # guards the list
+        self._writing = threading.Lock()  # held while a batch is taken and written
+        self._outcome_ready = threading.Event()
+        self._finisher_running = False
 
     def wake(self, _count: int = 0) -> None:
         """Called when new deliveries were recorded in this process."""
@@ -73,6 +81,8 @@ class Dispatcher:
         for index in range(self._settings.concurrency):
             threading.Thread(target=self._send_loop, name=f"sender-{index}", daemon=True).start()
         threading.Thread(target=self._claim_loop, name="claimer", daemon=True).start()
+        self._finisher_running = True
+        threading.Thread(target=self._finish_loop, name="finisher", daemon=True).start()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; give back claims not yet sent; let sends under way finish.
@@ -102,6 +112,9 @@ class Dispatcher:
         deadline = time.monotonic() + grace
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._finisher_running = False
+        self._outcome_ready.set()
+        self._write_outcomes()  # what the finisher has not written yet
 
     def _claim_loop(self) -> None:
         idle = 0.05
@@ -194,9 +207,39 @@ class Dispatcher:
         self._log(delivery, attempt, answer, decision.status, decision.reason)
         if self._observe is not None:
             self._observe(decision.status, answer.duration_ms / 1000)
-        if not self._executor.run(queue.finish, delivery, outcome):
+        if self._finisher_running:
+            with self._outcomes_lock:
+                self._outcomes.append((delivery, outcome))
+            self._outcome_ready.set()
+        elif not self._executor.run(queue.finish, delivery, outcome):
             log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
         self.sent += 1
+
+    def _finish_loop(self) -> None:
+        while self._finisher_running:
+            self._outcome_ready.wait(timeout=1.0)
+            self._outcome_ready.clear()
+            if not self._finisher_running:
+                return  # stop() writes the rest
+            time.sleep(self._settings.finish_window)  # gather the outcomes of a batch
+            self._write_outcomes()
+
+    def _write_outcomes(self) -> None:
+        with self._writing:
+            with self._outcomes_lock:
+                batch, self._outcomes = self._outcomes, []
+            if not batch:
+                return
+            try:
+                recorded = self._executor.run(queue.finish_many, batch)
+            except Exception:
+                log.exception("recording %d outcomes failed; their leases will expire and "
+                              "they are retried", len(batch))
+                return
+            for (delivery, _outcome), ok in zip(batch, recorded, strict=True):
+                if not ok:
+                    log.warning("delivery %s: claim was taken over; outcome not recorded",
+                                delivery.id)
 
     def _context(self, delivery: Delivery, target: dict) -> Context:
         project_id = None
