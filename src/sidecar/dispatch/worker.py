@@ -44,6 +44,8 @@ class DispatchSettings:
     #: Outcomes are written together after gathering this long: one commit for many sends.
     #: A killed worker loses at most this window's outcomes, and those are sent again.
     finish_window: float = 0.02
+    #: After a slot frees up, how long the claimer waits for others before claiming.
+    claim_window: float = 0.01
 
     @property
     def lease(self) -> float:
@@ -140,9 +142,15 @@ class Dispatcher:
             idle = min(self._settings.idle_poll, idle * 2)
 
     def _acquire_free_slots(self) -> int:
+        """Wait for a free slot, then briefly for more: one claim query for several sends."""
         self._free.acquire()
         count = 1
-        while self._free.acquire(blocking=False):
+        deadline = time.monotonic() + self._settings.claim_window
+        while count < self._settings.concurrency:
+            if not self._free.acquire(blocking=False):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._free.acquire(timeout=remaining):
+                    break
             count += 1
         return count
 
