@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from sidecar.dispatch.render import Request
 
@@ -34,13 +35,14 @@ class Sender:
         started = time.time()
         clock = time.monotonic()
         try:
-            response = self._session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
+            response = self._session.send(
+                self._prepare(request),
                 timeout=self._timeout,
                 verify=request.verify_tls,
                 stream=True,
+                allow_redirects=True,
+                proxies={},
+                cert=None,
             )
         except requests.exceptions.Timeout:
             return self._fail(started, clock, f"timeout after {self._timeout:g}s")
@@ -64,6 +66,19 @@ class Sender:
             started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000),
         )
+
+    def _prepare(self, request: Request) -> requests.PreparedRequest:
+        """What `session.post` would send, without merging the session's settings each time.
+
+        That merge was a good part of the CPU of a delivery. The session's cookie jar is not
+        applied (as Harbor, whose client keeps no cookies); its default headers are.
+        """
+        headers = CaseInsensitiveDict(self._session.headers)
+        headers.update(request.headers)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="POST", url=request.url, headers=headers, data=request.body,
+                         hooks=self._session.hooks)
+        return prepared
 
     @staticmethod
     def _fail(started: float, clock: float, error: str) -> Answer:
