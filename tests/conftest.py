@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import postgres
 from tests.support.images import make_image
 from tests.support.receiver import Receiver
 from tests.support.registry import Registry
@@ -97,3 +98,25 @@ def webhook_rules(address: str, project: str = "proj", public: bool = False,
     return {"projects": [{"name": project, "public": public, "webhooks": [{
         "name": name, "enabled": True, "event_types": list(event_types), "targets": [target],
     }]}]}
+
+
+def _throwaway_postgres():
+    reason = postgres.unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL database shared by one test module (skips, saying why, if absent)."""
+    yield from _throwaway_postgres()
+
+
+@pytest.fixture
+def postgres_database():
+    """A throwaway PostgreSQL database for one test. Request it before sidecar_factory: the
+    database must outlive the sidecars using it."""
+    yield from _throwaway_postgres()

@@ -5,15 +5,15 @@ deliveries. The test endpoint and `sidecar test-endpoint` against real receivers
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
-import time
 
 import pytest
 import requests
 
 from tests.support import clients
+from tests.support.ports import poll
 from tests.support.receiver import Reply
+from tests.support.recorded import deliveries_for_tag
 from tests.support.sidecar import sidecar_command
 
 pytestmark = pytest.mark.e2e
@@ -34,28 +34,6 @@ class HarborClient:
         def call(path: str, **kwargs):
             return self.session.request(method.upper(), self.base + path, timeout=30, **kwargs)
         return call
-
-
-def poll(fetch, predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    value = fetch()
-    while not predicate(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition never held; last value: {value!r}")
-        time.sleep(0.1)
-        value = fetch()
-    return value
-
-
-def deliveries_for_tag(database: str, tag: str) -> int | None:
-    """Read the store as an operator would (sqlite3): None until the event is recorded."""
-    path = database.split(":///", 1)[1]
-    with sqlite3.connect(path) as db:
-        row = db.execute(
-            "SELECT e.id, (SELECT COUNT(*) FROM delivery d WHERE d.event_id = e.id) FROM event e"
-            " WHERE e.type = 'PUSH_ARTIFACT' AND e.payload_json LIKE ?", (f'%"tag":"{tag}"%',)
-        ).fetchone()
-    return None if row is None else row[1]
 
 
 def test_policy_made_through_the_api_delivers_and_reports(sidecar_factory, receiver, image):

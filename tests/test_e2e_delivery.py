@@ -16,6 +16,7 @@ from tests.conftest import webhook_rules
 from tests.support import clients
 from tests.support.ports import free_port
 from tests.support.receiver import Reply
+from tests.support.receiver import first_try_fails
 
 pytestmark = pytest.mark.e2e
 
@@ -142,16 +143,7 @@ def test_uid_is_stable_across_retries(sidecar_factory, receiver_factory, image):
 @pytest.mark.parametrize("workers", [3])
 def test_several_workers_deliver_each_event_exactly_once(sidecar_factory, receiver_factory,
                                                          image, workers):
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def script(request):
-        # the first try of each event fails, so retries also cross workers
-        digest = request.json()["event_data"]["resources"][0]["digest"]
-        with lock:
-            seen[digest] = seen.get(digest, 0) + 1
-            return Reply(503 if seen[digest] == 1 else 200)
-
+    script, seen = first_try_fails()  # so retries are claimed again, by anyone
     receiver = receiver_factory(script)
     sidecar = sidecar_factory(rules(receiver.url),
                               config=harbor_yml(max_retry=5, backoff=0.1), workers=workers)

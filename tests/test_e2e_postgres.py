@@ -6,7 +6,6 @@ database, dropped afterwards.
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from tests.conftest import webhook_rules
 from tests.support import clients
 from tests.support import postgres
 from tests.support.ports import wait_http
-from tests.support.receiver import Reply
+from tests.support.receiver import first_try_fails
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -31,14 +30,8 @@ HARBOR_YML = {
 
 
 @pytest.fixture
-def database():
-    """Request it before sidecar_factory: the database must outlive the sidecars using it."""
-    reason = postgres.unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    url = postgres.create_database()
-    yield url
-    postgres.drop_database(url)
+def database(postgres_database):
+    return postgres_database
 
 
 def rules(address: str, event_types=("PUSH_ARTIFACT",)) -> dict:
@@ -47,16 +40,7 @@ def rules(address: str, event_types=("PUSH_ARTIFACT",)) -> dict:
 
 def test_two_sidecars_on_one_database_deliver_each_event_once(
         database, sidecar_factory, receiver_factory, image):
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def script(request):
-        # the first try of each event fails, so retries are claimed by either sidecar
-        digest = request.json()["event_data"]["resources"][0]["digest"]
-        with lock:
-            seen[digest] = seen.get(digest, 0) + 1
-            return Reply(503 if seen[digest] == 1 else 200)
-
+    script, seen = first_try_fails()  # so retries are claimed again, by anyone
     receiver = receiver_factory(script)
     sidecars = [sidecar_factory(rules(receiver.url), config=HARBOR_YML, database=database,
                                 workers=2, start=False) for _ in range(2)]

@@ -10,8 +10,6 @@ a login that every gunicorn worker honours. Screenshots go to test-output/ui/.
 from __future__ import annotations
 
 import re
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,9 @@ import requests
 
 from tests.support import clients
 from tests.support.browser import chromium_context
+from tests.support.ports import poll
 from tests.support.receiver import Reply
+from tests.support.recorded import deliveries_for_tag
 
 pytestmark = pytest.mark.e2e
 
@@ -68,28 +68,6 @@ def log_in(page, ui: str) -> None:
 def policy_section(page, name: str):
     return page.locator("section.policy").filter(
         has=page.locator("h2.name", has_text=re.compile(f"^{re.escape(name)}$")))
-
-
-def poll(fetch, predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    value = fetch()
-    while not predicate(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition never held; last value: {value!r}")
-        time.sleep(0.2)
-        value = fetch()
-    return value
-
-
-def deliveries_for_tag(database: str, tag: str) -> int | None:
-    """Read the store as an operator would (sqlite3): None until the push is recorded."""
-    path = database.split(":///", 1)[1]
-    with sqlite3.connect(path) as db:
-        row = db.execute(
-            "SELECT e.id, (SELECT COUNT(*) FROM delivery d WHERE d.event_id = e.id) FROM event e"
-            " WHERE e.type = 'PUSH_ARTIFACT' AND e.payload_json LIKE ?", (f'%"tag":"{tag}"%',)
-        ).fetchone()
-    return None if row is None else row[1]
 
 
 #: A connection left open by the test would hold the sidecar's graceful stop for 20 seconds.

@@ -189,14 +189,6 @@ class TestBuildRecords:
 
 # -- the window in the store, shared by workers -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = postgres.unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    url = postgres.create_database()
-    yield url
-    postgres.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,14 +28,6 @@ from tests.support import postgres
 LEASE = 60.0
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = postgres.unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    url = postgres.create_database()
-    yield url
-    postgres.drop_database(url)
 
 
 @dataclass

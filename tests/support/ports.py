@@ -31,3 +31,15 @@ def wait_http(url: str, timeout: float = 15.0, ok=(200, 401)) -> None:
             last = exc
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def poll(fetch, predicate, timeout: float = 20.0, interval: float = 0.1):
+    """Call `fetch` until `predicate(value)` holds; return that value, or raise naming the last."""
+    deadline = time.monotonic() + timeout
+    value = fetch()
+    while not predicate(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition never held; last value: {value!r}")
+        time.sleep(interval)
+        value = fetch()
+    return value

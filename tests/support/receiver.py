@@ -123,3 +123,18 @@ class Receiver:
 
     def events(self) -> list[dict]:
         return [r.json() for r in self.requests]
+
+
+def first_try_fails() -> tuple[Callable[[Received], Reply], dict[str, int]]:
+    """A script that answers 503 to the first send of each event (by digest), 200 after, so
+    retries are claimed again; and the count of sends per digest it saw."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def script(request: Received) -> Reply:
+        digest = request.json()["event_data"]["resources"][0]["digest"]
+        with lock:
+            seen[digest] = seen.get(digest, 0) + 1
+            return Reply(503 if seen[digest] == 1 else 200)
+
+    return script, seen

@@ -59,3 +59,15 @@ def until_barrier(sidecar: Sidecar, repository: str, reference: str,
 
 def resource(event: dict) -> dict:
     return event["payload"]["event_data"]["resources"][0]
+
+
+def deliveries_for_tag(database: str, tag: str) -> int | None:
+    """Deliveries made for the push of `tag`, read as an operator would (sqlite3); None until
+    the push is recorded."""
+    path = database.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT e.id, (SELECT COUNT(*) FROM delivery d WHERE d.event_id = e.id) FROM event e"
+            " WHERE e.type = 'PUSH_ARTIFACT' AND e.payload_json LIKE ?", (f'%"tag":"{tag}"%',)
+        ).fetchone()
+    return None if row is None else row[1]
