@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import yaml
 
+from sidecar.events.manifest import parse_manifest
 from sidecar.events.model import DELETE_ARTIFACT
 from sidecar.events.model import DELETE_CHART
 from sidecar.events.model import DOWNLOAD_CHART
@@ -389,11 +390,8 @@ def helm_manifest(body: bytes) -> HelmManifest | None:
     """The chart an OCI manifest carries, or None when its config is not Helm's."""
     if HELM_CONFIG.encode() not in body:
         return None  # cheap test first: most manifests are images
-    try:
-        manifest = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(manifest, dict):
+    manifest = parse_manifest(body)
+    if manifest is None:
         return None
     config = manifest.get("config")
     if not isinstance(config, dict) or config.get("mediaType") != HELM_CONFIG:

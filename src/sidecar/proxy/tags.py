@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import urllib3
 
+from sidecar.events.manifest import manifest_size
 from sidecar.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -119,25 +120,6 @@ class Describer:
 
         pool = Pool(self._concurrency)
         return [tag for tag in pool.imap(check, list(candidates)) if tag]
-
-
-def manifest_size(body: bytes) -> int | None:
-    """Artifact size as Harbor counts it: the manifest plus what it references."""
-    try:
-        manifest = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    total = len(body)
-    for key in ("layers", "manifests", "blobs"):
-        for item in manifest.get(key) or []:
-            if isinstance(item, dict) and isinstance(item.get("size"), int):
-                total += item["size"]
-    config = manifest.get("config")
-    if isinstance(config, dict) and isinstance(config.get("size"), int):
-        total += config["size"]
-    return total
 
 
 def _next_link(header: str) -> str:
