@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sidecar"
+PACKAGE = Path(__file__).resolve().parents[1] / "sidecar"
 
 #: package -> the sidecar packages it may import (besides itself)
 ALLOWED = {
