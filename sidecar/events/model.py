@@ -44,6 +44,17 @@ ARTIFACT_EVENTS = frozenset({PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT})
 CHART_EVENTS = frozenset({UPLOAD_CHART, DOWNLOAD_CHART, DELETE_CHART})
 
 
+# What every event family provides (a frozen dataclass each), so that the recorder matches,
+# de-duplicates and records them all the same way, whoever produced them (the proxy, the quota
+# gate, a scan, replication or retention job):
+#   type, occur_at (int seconds), operator ("" for anonymous), request_id ("" if none)
+#   repository  "proj/name", or "" for an event about a whole project (quota, retention, ...)
+#   project     the Harbor project the event belongs to ("" = none: matches no policy)
+#   name        the repository inside the project ("" when none): what repository filters read
+#   tags, digest  what tag filters read (tags first; the digest when there are none)
+# and a payload builder registered in events.payload.PAYLOAD_BUILDERS.
+
+
 class InProject:
     """Harbor's reading of a repository path: the project is the first segment, the name the
     rest (`proj/a/b` -> `proj`, `a/b`). Mixed into every event that names a repository."""
@@ -57,6 +68,11 @@ class InProject:
     @property
     def name(self) -> str:
         return self.repository.partition("/")[2]
+
+    @property
+    def project(self) -> str:
+        """A single-segment repository (`alpine`) has no Harbor project: it matches nothing."""
+        return self.namespace if self.name else ""
 
 
 @dataclass(frozen=True)

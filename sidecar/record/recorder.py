@@ -17,12 +17,10 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sidecar.events.charts import chart_payload
-from sidecar.events.model import CHART_EVENTS
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
-from sidecar.events.payload import artifact_payload
+from sidecar.events.payload import payload_for
 from sidecar.rules.match import accepts
 from sidecar.rules.match import matching
 from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS
@@ -51,6 +49,12 @@ def policies_for_event(
     """Enabled policies subscribed to the event's type whose filters let it through."""
     if project is None:
         return []
+    if not event.repository:  # a project-wide event: repository and tag filters do not apply
+        return [
+            policy for policy in matching(project.policies, event.type)
+            if accepts(policy.filters.for_project_events(), repository="", references=(),
+                       operator=event.operator)
+        ]
     return [
         policy for policy in matching(project.policies, event.type)
         if accepts(policy.filters, repository=event.name,
@@ -76,7 +80,7 @@ def pull_windows(
     if not notifications_enabled:
         return out
     for event in events:
-        project = projects.get(event.namespace) if event.name else None
+        project = projects.get(event.project) if event.project else None
         for policy in policies_for_event(event, project):
             key = pull_window_key(policy, event)
             if key is not None and key not in out:
@@ -101,17 +105,9 @@ def build_records(
     opened = set(admitted or ())
     out: list[queue.NewEvent] = []
     for event in events:
-        project = projects.get(event.namespace) if event.name else None
-        if event.type in CHART_EVENTS:  # Harbor's chart payload: one resource per version
-            payload = chart_payload(event, hostname=hostname,
-                                    public=bool(project and project.public))
-        else:
-            payload = artifact_payload(
-                event,
-                hostname=hostname,
-                public=bool(project and project.public),
-                date_created=created.get(event.repository),
-            )
+        project = projects.get(event.project) if event.project else None
+        payload = payload_for(event, hostname=hostname, public=bool(project and project.public),
+                              date_created=created.get(event.repository))
         deliveries: list[queue.NewDelivery] = []
         if project is not None and notifications_enabled:
             for policy in policies_for_event(event, project):
@@ -217,11 +213,12 @@ class Recorder:
         return True
 
     def _write(self, batch: list[ArtifactEvent]) -> int:
-        namespaces = {event.namespace for event in batch if event.name}
+        namespaces = {event.project for event in batch if event.project}
         projects = policy_store.policies_for(namespaces)
         now = int(time.time())
         pushed = [e.repository for e in batch if e.type == PUSH_ARTIFACT]
-        created = policy_store.repository_created([e.repository for e in batch], pushed, now)
+        created = policy_store.repository_created(
+            [e.repository for e in batch if e.repository], pushed, now)
         enabled = self._enabled()
         windows = pull_windows(batch, projects, enabled)
         if not windows:

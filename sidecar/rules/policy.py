@@ -81,6 +81,10 @@ class Filters:
     def __bool__(self) -> bool:
         return bool(self.repositories or self.tags or self.ignore_operators)
 
+    def for_project_events(self) -> Filters:
+        """What still applies to an event that names no repository (quota, retention, ...)."""
+        return Filters(ignore_operators=self.ignore_operators)
+
     def as_dict(self) -> dict[str, list[str]]:
         return {key: list(getattr(self, key)) for key in FILTER_KEYS if getattr(self, key)}
 
