@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
@@ -23,6 +24,10 @@ from sidecar.config import Settings
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
+from sidecar.jobs.lane import Lane
+from sidecar.jobs.runner import JobHandler
+from sidecar.jobs.runner import JobRunner
+from sidecar.jobs.runner import RunnerSettings
 from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.upstream import Upstream
@@ -30,6 +35,7 @@ from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
+from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
 from sidecar.store import retention
@@ -45,7 +51,7 @@ CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewher
 class Runtime:
     """Everything one worker process runs besides request handling."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, handlers: Sequence[JobHandler] = ()):
         self.settings = settings
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
@@ -72,6 +78,17 @@ class Runtime:
             notifications_enabled=self.notifications_enabled,
             on_recorded=self.dispatcher.wake,
         )
+        # background jobs: one lane for every kind this sidecar runs (scans, replication
+        # tasks, retention runs), on the same claims and leases as deliveries
+        self.jobs = JobRunner(
+            self.executor, handlers, record=self.recorder.write_now,
+            recorded=self.dispatcher.wake,
+            settings=RunnerSettings(lease=settings.job_lease_seconds,
+                                    backoff=settings.job_backoff_seconds,
+                                    backoff_max=settings.job_backoff_max_seconds))
+        self.job_lane = Lane("jobs", claim=self.jobs.claim, run=self.jobs.run,
+                             release=self.jobs.release, concurrency=settings.job_workers,
+                             describe=lambda job: f"job {job.id} ({job.kind})")
         self._rules_mtime: float | None = None
         self._rules_loaded_at: float | None = None
         self._rules_error = ""
@@ -121,6 +138,10 @@ class Runtime:
                 self.reload_rules()
             except Exception:
                 log.exception("reloading rules failed")
+            try:
+                self.executor.run(clock.refresh_if_stale)
+            except Exception:
+                log.exception("reading the database server's clock failed")
 
     def _sweep_old_records(self) -> None:
         days = self.settings.retention_days
@@ -144,6 +165,10 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        try:
+            self.executor.run(clock.measure)
+        except Exception:
+            log.exception("reading the database server's clock failed; using this host's")
         self._rules_mtime = None
         try:
             self.reload_rules()
@@ -151,11 +176,15 @@ class Runtime:
             log.exception("loading rules failed")
         self.recorder.start()
         self.dispatcher.start()
+        if self.jobs.kinds:
+            self.job_lane.start()
         threading.Thread(target=self._watch_rules, name="rules-watch", daemon=True).start()
         threading.Thread(target=self._sweep_old_records, name="retention", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping = True
+        if self.jobs.kinds:
+            self.job_lane.stop(grace=5.0)  # a job cut short resumes from its checkpoint
         self.dispatcher.stop()
         self.recorder.stop()
 

@@ -47,6 +47,12 @@ class Settings:
     chart_depth: int = 0
     chart_project: str = "library"
     chart_inspect_bytes: int = 8 * 1024 * 1024
+    # background jobs (scans, replication tasks, retention runs): concurrent jobs per worker
+    # process, their lease (renewed while they run), and the backoff between attempts
+    job_workers: int = 4
+    job_lease_seconds: float = 60.0
+    job_backoff_seconds: float = 10.0
+    job_backoff_max_seconds: float = 600.0
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -57,10 +63,18 @@ _SIDECAR_KEYS = {
     "rules_poll_seconds": float, "upstream_read_timeout": float, "access_log": bool,
     "delivery": dict, "chart_upstream": str, "chart_depth": int, "chart_project": str,
     "chart_inspect_bytes": int, "retention_days": float, "retention_sweep_seconds": float,
+    "jobs": dict,
 }
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
 _DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
+_JOBS_KEYS = {"workers": int, "lease_seconds": float, "backoff_seconds": float,
+              "backoff_max_seconds": float}
+#: sidecar.<section>: (its keys and types, the prefix of their Settings field names)
+_SUBSECTIONS: dict[str, tuple[dict[str, type], str]] = {
+    "delivery": (_DELIVERY_KEYS, ""),
+    "jobs": (_JOBS_KEYS, "job_"),
+}
 
 
 def _typed(value: Any, kind: type, where: str) -> Any:
@@ -131,11 +145,13 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key sidecar.{key} (known: {known})")
         if value is None:
             continue
-        if key == "delivery":
-            for sub, sub_value in _typed(value, dict, f"{path}: sidecar.delivery").items():
-                if sub not in _DELIVERY_KEYS:
-                    raise ConfigError(f"{path}: unknown key sidecar.delivery.{sub}")
-                out[sub] = _typed(sub_value, _DELIVERY_KEYS[sub], f"{path}: sidecar.delivery.{sub}")
+        if key in _SUBSECTIONS:
+            keys, prefix = _SUBSECTIONS[key]
+            for sub, sub_value in _typed(value, dict, f"{path}: sidecar.{key}").items():
+                if sub not in keys:
+                    raise ConfigError(f"{path}: unknown key sidecar.{key}.{sub} "
+                                      f"(known: {', '.join(sorted(keys))})")
+                out[prefix + sub] = _typed(sub_value, keys[sub], f"{path}: sidecar.{key}.{sub}")
             continue
         out[key] = _typed(value, _SIDECAR_KEYS[key], f"{path}: sidecar.{key}")
     return out
@@ -200,3 +216,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("sidecar.retention_days must be >= 0 (0 keeps everything)")
     if settings.retention_sweep_seconds <= 0:
         raise ConfigError("sidecar.retention_sweep_seconds must be positive")
+    if settings.job_workers < 1:
+        raise ConfigError("sidecar.jobs.workers must be at least 1")
+    if settings.job_lease_seconds < 5:
+        raise ConfigError("sidecar.jobs.lease_seconds must be at least 5")
+    if settings.job_backoff_seconds < 0 or settings.job_backoff_max_seconds < \
+            settings.job_backoff_seconds:
+        raise ConfigError("sidecar.jobs.backoff_seconds must be >= 0 and <= backoff_max_seconds")

@@ -16,8 +16,8 @@ import pytest
 from sidecar.app import create_app
 from sidecar.config import Settings
 from sidecar.rules.load import parse_rules
+from sidecar.store import delivery_queue as queue
 from sidecar.store import policies as policy_store
-from sidecar.store import queue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import PENDING
 from sidecar.store.models import Policy

@@ -193,7 +193,8 @@ def test_unknown_sidecar_key_is_refused_naming_it_and_the_known_ones(harbor_yml)
 
 def test_unknown_delivery_key_is_refused(harbor_yml):
     path = harbor_yml("sidecar:\n  delivery:\n    max_attempts: 5\n")
-    assert refused(path) == f"{path}: unknown key sidecar.delivery.max_attempts"
+    assert refused(path) == (f"{path}: unknown key sidecar.delivery.max_attempts "
+                             "(known: backoff_max_seconds, backoff_seconds)")
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -14,7 +14,7 @@ from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
 from sidecar.events.payload import encode
 from sidecar.store import db as store_db
-from sidecar.store import queue
+from sidecar.store import delivery_queue as queue
 from sidecar.store.executor import Executor
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
@@ -208,7 +208,7 @@ def test_stop_gives_back_claims_not_yet_sent(store, receivers):
     dispatcher = Dispatcher(Executor(), settings(concurrency=5))
     # claimed but not yet picked up by a sender: as if the worker stopped right after claiming
     for delivery in queue.claim(3, LEASE):
-        dispatcher._work.put(delivery)
+        dispatcher.lane._work.put(delivery)
     dispatcher.stop(grace=0)
     assert queue.counts() == {PENDING: 5, SENDING: 0, DELIVERED: 0, FAILED: 0}
     assert len(queue.claim(5, LEASE)) == 5

@@ -17,7 +17,8 @@ ALLOWED = {
     "rules": {"events"},
     "store": {"rules", "events"},
     "record": {"events", "rules", "store"},
-    "dispatch": {"events", "rules", "store"},
+    "jobs": {"store"},
+    "dispatch": {"events", "rules", "store", "jobs"},
     "proxy": {"events"},
     "api": {"events", "rules", "store", "dispatch", "metrics", "report_text"},
 }

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from sidecar.store import db as store_db
-from sidecar.store import queue
+from sidecar.store import delivery_queue as queue
 from sidecar.store import retention
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED

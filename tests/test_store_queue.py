@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from sidecar.store import db as store_db
-from sidecar.store import queue
+from sidecar.store import delivery_queue as queue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
@@ -296,7 +296,7 @@ monkey.patch_all()
 import sys
 import gevent
 from sidecar.store import db as store_db
-from sidecar.store import queue
+from sidecar.store import delivery_queue as queue
 from sidecar.store.executor import Executor
 
 db = store_db.bind(sys.argv[1])

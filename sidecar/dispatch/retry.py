@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from sidecar.jobs.backoff import RetryPolicy
+
 DELIVERED = "delivered"
 FAILED = "failed"
 RETRY = "pending"
@@ -21,17 +23,7 @@ RETRY = "pending"
 MAX_RETRY_AFTER = 3600.0
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 3
-    backoff: float = 15.0
-    backoff_max: float = 900.0
-
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Delay after failed attempt number `attempt` (1-based): exponential, equal jitter."""
-        # the exponent is bounded so a large attempt number cannot overflow a float
-        base = min(self.backoff_max, self.backoff * (2 ** min(max(0, attempt - 1), 64)))
-        return base / 2 + rng() * base / 2
+__all__ = ["RetryPolicy", "Decision", "decide", "parse_retry_after"]
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,12 @@
-"""The delivery loop: claim due deliveries, send each, record the outcome.
+"""Deliveries as one kind of job: render, send, decide, and record outcomes in batches.
 
-Runs in every gunicorn worker (and in every sidecar instance sharing PostgreSQL); the atomic
-claim in `store.queue` is what keeps two of them from sending the same attempt.
+Claiming and the worker threads are the generic lane's (jobs.lane); the atomic claim in
+store.jobqueue is what keeps two workers or sidecars from sending the same attempt.
 """
 
 from __future__ import annotations
 
 import logging
-import queue as stdlib_queue
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from sidecar.dispatch.retry import decide
 from sidecar.dispatch.retry import parse_retry_after
 from sidecar.dispatch.sender import Answer
 from sidecar.dispatch.sender import Sender
+from sidecar.jobs.lane import Lane
+from sidecar.store import delivery_queue as queue
 from sidecar.store import policies as policy_store
-from sidecar.store import queue
 from sidecar.store.executor import Executor
 from sidecar.store.models import Delivery
 
@@ -54,18 +54,15 @@ class DispatchSettings:
 
 
 class Dispatcher:
+    """The delivery kind of job: a lane that claims deliveries and `deliver`s each."""
+
     def __init__(self, executor: Executor, settings: DispatchSettings,
                  observe: Callable[[str, float], None] | None = None):
         self._executor = executor
         self._settings = settings
         self._observe = observe  # (outcome, seconds) after each attempt: metrics
         self._sender = Sender(settings.timeout)
-        self._work: stdlib_queue.Queue[Delivery | None] = stdlib_queue.Queue()
-        self._free = threading.Semaphore(settings.concurrency)
-        self._wake = threading.Event()
-        self._stopping = False
         self.sent = 0
-        self._busy = 0  # sends under way
         # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
         self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
         self._project_ids: dict[tuple[int | None, str], int | None] = {}
@@ -74,100 +71,34 @@ class Dispatcher:
         self._writing = threading.Lock()  # held while a batch is taken and written
         self._outcome_ready = threading.Event()
         self._finisher_running = False
+        self.lane = Lane(
+            "sender",
+            claim=lambda n: executor.run(queue.claim, n, settings.lease),
+            run=self.deliver,
+            release=lambda items: executor.run(queue.release, items),
+            concurrency=settings.concurrency,
+            idle_poll=settings.idle_poll,
+            claim_window=settings.claim_window,
+            describe=lambda delivery: f"delivery {delivery.id}",
+        )
 
     def wake(self, _count: int = 0) -> None:
         """Called when new deliveries were recorded in this process."""
-        self._wake.set()
+        self.lane.wake()
 
     def start(self) -> None:
-        for index in range(self._settings.concurrency):
-            threading.Thread(target=self._send_loop, name=f"sender-{index}", daemon=True).start()
-        threading.Thread(target=self._claim_loop, name="claimer", daemon=True).start()
+        self.lane.start()
         self._finisher_running = True
         threading.Thread(target=self._finish_loop, name="finisher", daemon=True).start()
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop claiming; give back claims not yet sent; let sends under way finish.
-
-        A graceful restart then delays nothing: otherwise each claim held here would wait
-        for its lease to expire before another worker could take it.
-        """
-        self._stopping = True
-        self._wake.set()
-        unsent: list[Delivery] = []
-        while True:
-            try:
-                item = self._work.get_nowait()
-            except stdlib_queue.Empty:
-                break
-            if item is not None:
-                unsent.append(item)
-                self._free.release()
-        if unsent:
-            try:
-                self._executor.run(queue.release, unsent)
-            except Exception:
-                log.exception("giving back %d claims failed; their leases will expire",
-                              len(unsent))
+        """Stop claiming; give back claims not yet sent; let sends under way finish."""
         if grace is None:  # within gunicorn's graceful_timeout (30 s), after which it kills
             grace = min(self._settings.timeout + 2, 20.0)
-        deadline = time.monotonic() + grace
-        while self._busy and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self.lane.stop(grace)
         self._finisher_running = False
         self._outcome_ready.set()
         self._write_outcomes()  # what the finisher has not written yet
-
-    def _claim_loop(self) -> None:
-        idle = 0.05
-        while not self._stopping:
-            free = self._acquire_free_slots()
-            try:
-                batch = self._executor.run(queue.claim, free, self._settings.lease)
-            except Exception:
-                log.exception("claiming deliveries failed")
-                batch = []
-            for _ in range(free - len(batch)):
-                self._free.release()
-            if batch and self._stopping:  # claimed while stopping: give it straight back
-                self._executor.run(queue.release, batch)
-                return
-            for delivery in batch:
-                self._work.put(delivery)
-            if batch:
-                idle = 0.05
-                continue
-            self._wake.wait(timeout=idle)
-            self._wake.clear()
-            idle = min(self._settings.idle_poll, idle * 2)
-
-    def _acquire_free_slots(self) -> int:
-        """Wait for a free slot, then briefly for more: one claim query for several sends."""
-        self._free.acquire()
-        count = 1
-        deadline = time.monotonic() + self._settings.claim_window
-        while count < self._settings.concurrency:
-            if not self._free.acquire(blocking=False):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._free.acquire(timeout=remaining):
-                    break
-            count += 1
-        return count
-
-    def _send_loop(self) -> None:
-        while not self._stopping:
-            delivery = self._work.get()
-            if delivery is None:
-                return
-            self._busy += 1
-            try:
-                self.deliver(delivery)
-            except Exception:
-                log.exception("delivery %s crashed; its lease will expire and it is retried",
-                              delivery.id)
-            finally:
-                self._busy -= 1
-                self._free.release()
 
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""

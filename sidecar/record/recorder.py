@@ -15,7 +15,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
@@ -25,8 +27,8 @@ from sidecar.rules.match import accepts
 from sidecar.rules.match import matching
 from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS
 from sidecar.store import dedup
+from sidecar.store import delivery_queue
 from sidecar.store import policies as policy_store
-from sidecar.store import queue
 from sidecar.store.executor import Executor
 from sidecar.store.models import database
 
@@ -95,7 +97,7 @@ def build_records(
     hostname: str,
     notifications_enabled: bool,
     admitted: set[str] | None = None,
-) -> list[queue.NewEvent]:
+) -> list[delivery_queue.NewEvent]:
     """Pure: events + the policies of their projects -> rows to insert.
 
     `admitted` holds the pull windows this batch won (store.dedup.admit): the first pull of
@@ -103,12 +105,12 @@ def build_records(
     none (the event itself is still recorded). None means no de-duplication.
     """
     opened = set(admitted or ())
-    out: list[queue.NewEvent] = []
+    out: list[delivery_queue.NewEvent] = []
     for event in events:
         project = projects.get(event.project) if event.project else None
         payload = payload_for(event, hostname=hostname, public=bool(project and project.public),
                               date_created=created.get(event.repository))
-        deliveries: list[queue.NewDelivery] = []
+        deliveries: list[delivery_queue.NewDelivery] = []
         if project is not None and notifications_enabled:
             for policy in policies_for_event(event, project):
                 key = pull_window_key(policy, event) if admitted is not None else None
@@ -117,9 +119,10 @@ def build_records(
                         continue
                     opened.discard(key)
                 for target in policy.targets:
-                    deliveries.append(queue.NewDelivery(policy.id, policy.name, dict(target)))
+                    deliveries.append(
+                        delivery_queue.NewDelivery(policy.id, policy.name, dict(target)))
         out.append(
-            queue.NewEvent(
+            delivery_queue.NewEvent(
                 type=event.type,
                 occur_at=event.occur_at,
                 operator=event.operator,
@@ -202,7 +205,7 @@ class Recorder:
             for _ in range(min(self._settings.batch_size, len(self._buffer)))
         ]
         try:
-            created = self._executor.run(self._write, batch)
+            created = self._executor.run(self.write_now, batch)
         except Exception:
             log.exception("recording %d events failed; will retry", len(batch))
             self._buffer.extendleft(reversed(batch))
@@ -212,7 +215,10 @@ class Recorder:
             self._on_recorded(created)
         return True
 
-    def _write(self, batch: list[ArtifactEvent]) -> int:
+    def write_now(self, batch: Sequence[Any]) -> int:
+        """Record events and their deliveries now, in the caller's thread and transaction
+        (a job records the events of a checkpoint or outcome atomically with it); returns
+        the deliveries made. The caller wakes the dispatcher once its transaction commits."""
         namespaces = {event.project for event in batch if event.project}
         projects = policy_store.policies_for(namespaces)
         now = int(time.time())
@@ -223,7 +229,7 @@ class Recorder:
         windows = pull_windows(batch, projects, enabled)
         if not windows:
             rows = build_records(batch, projects, created, self._settings.hostname, enabled)
-            return queue.record_events(rows, self._settings.max_attempts)
+            return delivery_queue.record_events(rows, self._settings.max_attempts)
         self._forget_old_windows(now)
         # The windows' claim comes first in the transaction that records the deliveries: it
         # is the first write (SQLite takes its lock there), and a failed batch gives it back.
@@ -231,7 +237,7 @@ class Recorder:
             admitted = dedup.admit(windows)
             rows = build_records(batch, projects, created, self._settings.hostname, enabled,
                                  admitted=admitted)
-            return queue.record_events(rows, self._settings.max_attempts)
+            return delivery_queue.record_events(rows, self._settings.max_attempts)
 
     def _forget_old_windows(self, now: float) -> None:
         if now - self._windows_swept < 3600:

@@ -2,19 +2,29 @@
 
 SQLite runs in WAL mode with a busy timeout, so readers never wait for the writer and several
 gunicorn workers can share one file; PostgreSQL is for several sidecars sharing the work.
+
+Transactions that write. On SQLite every transaction begins IMMEDIATE (the database is opened
+with `lock_type="IMMEDIATE"`): a deferred transaction that reads and then writes cannot be
+upgraded to a writer while another connection writes, and SQLite refuses it at once with
+"database is locked", without waiting for the busy timeout. Taking the write lock at BEGIN
+makes every `database.atomic()` block wait its turn instead, so code added later is safe by
+default. Statements outside a transaction (plain reads, single writes) are unaffected. On
+PostgreSQL, read-then-write sequences that must not interleave across sidecars take an
+advisory lock (`serialized`).
 """
 
 from __future__ import annotations
 
 import os
-from urllib.parse import parse_qsl
-from urllib.parse import unquote
+import re
+import zlib
 from urllib.parse import urlsplit
 
 from peewee import Database
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
 from peewee import TextField
+from playhouse import db_url
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
@@ -34,6 +44,8 @@ SQLITE_PRAGMAS = {
 MIGRATIONS: tuple = (
     lambda db: db.create_tables(MODELS, safe=True),
     lambda db: _add_policy_options(db),
+    lambda db: _ids_only_grow(db),
+    lambda db: db.create_tables(MODELS, safe=True),  # the job table
 )
 
 
@@ -46,30 +58,77 @@ def _add_policy_options(db: Database) -> None:
     db.create_tables([PullWindow], safe=True)
 
 
+def _ids_only_grow(db: Database) -> None:
+    """Rebuild SQLite tables made before their ids were AUTOINCREMENT.
+
+    Without it SQLite hands a deleted row's id (the highest) to the next row: a script or a
+    Terraform state holding the id of a deleted project would silently point at a new one.
+    SQLite cannot add AUTOINCREMENT to a table, so each is copied into a new one (SQLite's
+    documented 12-step procedure; `migrate` turns foreign keys off around it). PostgreSQL's
+    sequences never go back: nothing to do there.
+    """
+    if not isinstance(db, SqliteDatabase):
+        return
+    for model in MODELS:
+        table = model._meta.table_name
+        if model._meta.primary_key.name != "id":
+            continue
+        row = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                             (table,)).fetchone()
+        if row is None or "AUTOINCREMENT" in row[0].upper():
+            continue
+        create = re.sub(r'("id"\s+INTEGER\s+NOT\s+NULL\s+PRIMARY\s+KEY)', r"\1 AUTOINCREMENT",
+                        row[0], count=1, flags=re.IGNORECASE)
+        create = create.replace(f'"{table}"', f'"{table}__new"', 1)
+        indexes = [sql for (sql,) in db.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL", (table,))]
+        db.execute_sql(create)
+        db.execute_sql(f'INSERT INTO "{table}__new" SELECT * FROM "{table}"')
+        db.execute_sql(f'DROP TABLE "{table}"')
+        db.execute_sql(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
+        for sql in indexes:
+            db.execute_sql(sql)
+
+
+#: The URL schemes we accept (peewee's db_url knows more; we test these).
+_SCHEMES = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql"}
+
+
 def open_database(url: str) -> Database:
-    """Build (not connect) a peewee database for `sqlite:///path` or `postgresql://...`."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+")[0]
+    """Build (not connect) a peewee database for `sqlite:///path` or `postgresql://...`.
+
+    peewee's db_url reads the URL (sqlite:///relative.db, sqlite:////absolute.db; query
+    parameters such as sslmode go to the driver); user and password arrive percent-encoded
+    (config.py quotes them) and are decoded for the driver.
+    """
+    scheme = _SCHEMES.get(urlsplit(url).scheme)
+    if scheme is None:
+        raise ValueError(f"unsupported database URL {redacted_url(url)!r}: use sqlite:///PATH "
+                         "or postgresql://...")
     if scheme == "sqlite":
-        # sqlite:///relative.db or sqlite:////absolute/path.db, as SQLAlchemy and peewee read it
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if not path:
             raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
-    if scheme in ("postgres", "postgresql"):
-        # user and password arrive percent-encoded (config.py quotes them): decode for the driver
-        options = {k: v for k, v in parse_qsl(parts.query) if k in ("sslmode", "connect_timeout")}
-        return PostgresqlDatabase(
-            unquote((parts.path or "/").lstrip("/")) or "postgres",
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
-            user=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            **options,
-        )
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+        return db_url.connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                              lock_type="IMMEDIATE")
+    parts = urlsplit(url)
+    if not parts.hostname:  # postgresql:///db: the driver would try a Unix socket
+        url = parts._replace(netloc=f"{parts.netloc}127.0.0.1").geturl()
+    return db_url.connect(url, unquote_user=True, unquote_password=True)
+
+
+def serialized(name: str) -> None:
+    """Inside a transaction: wait until no other transaction holds `name`, across sidecars.
+
+    On PostgreSQL a transaction-scoped advisory lock; on SQLite the IMMEDIATE BEGIN already
+    serialises every writing transaction, so nothing more is needed.
+    """
+    db = database.obj
+    if isinstance(db, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(name.encode()),))
 
 
 def bind(url: str) -> Database:
@@ -104,23 +163,28 @@ def migrate(db: Database) -> int:
     Several workers (and sidecars sharing PostgreSQL) start at once on a fresh database: the
     lock comes first, before anything is read or created, so exactly one of them migrates.
     """
+    sqlite = isinstance(db, SqliteDatabase)
     with db.connection_context():
-        if isinstance(db, PostgresqlDatabase):
-            transaction = db.atomic()
-        else:
-            transaction = db.atomic(lock_type="IMMEDIATE")  # the write lock, taken at BEGIN
-        with transaction:
-            if isinstance(db, PostgresqlDatabase):
-                db.execute_sql("SELECT pg_advisory_xact_lock(7431001)")
-            db.create_tables([SchemaVersion], safe=True)
-            row = SchemaVersion.select().order_by(SchemaVersion.id).first()
-            if row is None:
-                row = SchemaVersion.create(version=0)
-            version = row.version
-            for step in MIGRATIONS[version:]:
-                step(db)
-            if version != len(MIGRATIONS):
-                SchemaVersion.update(version=len(MIGRATIONS)).execute()
+        if sqlite:  # table rebuilds must not cascade; only settable outside a transaction
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        try:
+            with db.atomic():  # IMMEDIATE on SQLite: the write lock, taken at BEGIN
+                if not sqlite:
+                    db.execute_sql("SELECT pg_advisory_xact_lock(7431001)")
+                db.create_tables([SchemaVersion], safe=True)
+                row = SchemaVersion.select().order_by(SchemaVersion.id).first()
+                if row is None:
+                    row = SchemaVersion.create(version=0)
+                version = row.version
+                for step in MIGRATIONS[version:]:
+                    step(db)
+                if version != len(MIGRATIONS):
+                    SchemaVersion.update(version=len(MIGRATIONS)).execute()
+                if sqlite and db.execute_sql("PRAGMA foreign_key_check").fetchone():
+                    raise RuntimeError("migration left rows whose foreign keys point nowhere")
+        finally:
+            if sqlite:
+                db.execute_sql("PRAGMA foreign_keys = ON")
     return len(MIGRATIONS)
 
 

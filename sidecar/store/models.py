@@ -1,4 +1,4 @@
-"""Tables. Harbor's executions and tasks map onto deliveries and attempts.
+"""Tables. Harbor's webhook executions and tasks map onto deliveries and attempts.
 
 Policies keep their event types and targets as JSON text, as Harbor's notification_policy does,
 so the REST API can return them field for field.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from peewee import SQL
+from peewee import AutoField
 from peewee import BooleanField
 from peewee import CharField
 from peewee import DatabaseProxy
@@ -16,12 +18,30 @@ from peewee import DoubleField
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import Model
+from peewee import NodeList
+from peewee import SqliteDatabase
 from peewee import TextField
 
 database = DatabaseProxy()
 
 
+class IdField(AutoField):
+    """Ids only grow, as Harbor's: a deleted resource's id is never handed to a new one.
+
+    SQLite reuses the highest id after a delete unless the column is AUTOINCREMENT;
+    PostgreSQL's sequences never go back by themselves.
+    """
+
+    def ddl(self, ctx):
+        nodes = super().ddl(ctx)
+        if isinstance(database.obj, SqliteDatabase):
+            return NodeList((nodes, SQL("AUTOINCREMENT")))
+        return nodes
+
+
 class BaseModel(Model):
+    id = IdField()
+
     class Meta:
         database = database
 
@@ -89,14 +109,36 @@ class Event(BaseModel):
         return json.loads(self.payload_json)
 
 
+#: Queue states, shared by every kind of job (store.jobqueue). A job's `status` moves
+#: pending -> running -> (pending again to retry) -> succeeded | failed | stopped; deliveries
+#: call running "sending" and succeeded "delivered", the words their API has always used.
 PENDING = "pending"
 SENDING = "sending"
 DELIVERED = "delivered"
 FAILED = "failed"
 STATUSES = (PENDING, SENDING, DELIVERED, FAILED)
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+STOPPED = "stopped"
+JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)
 
 
-class Delivery(BaseModel):
+class Queued(BaseModel):
+    """The columns one claiming mechanism works on (store.jobqueue), whatever the work is."""
+
+    status = CharField(default=PENDING, max_length=16, index=True)
+    attempts = IntegerField(default=0)
+    max_attempts = IntegerField(default=3)
+    next_attempt_at = DoubleField(index=True)
+    lease_until = DoubleField(null=True)
+    claim_token = CharField(null=True, max_length=64, index=True)
+    last_error = TextField(default="")
+    created_at = DoubleField()
+    updated_at = DoubleField()
+    finished_at = DoubleField(null=True)
+
+
+class Delivery(Queued):
     """One (event x policy x target): Harbor's execution+task, our unit of retry."""
 
     uid = CharField(unique=True, max_length=64)  # stable across retries, for de-duplication
@@ -106,21 +148,46 @@ class Delivery(BaseModel):
     project = CharField(default="", max_length=255)
     event_type = CharField(max_length=32)
     target_json = TextField()  # snapshot: a later policy edit does not change a queued send
-    status = CharField(default=PENDING, max_length=16, index=True)
-    attempts = IntegerField(default=0)
-    max_attempts = IntegerField(default=3)
-    next_attempt_at = DoubleField(index=True)
-    lease_until = DoubleField(null=True)
-    claim_token = CharField(null=True, max_length=64, index=True)
     last_status_code = IntegerField(null=True)
-    last_error = TextField(default="")
-    created_at = DoubleField()
-    updated_at = DoubleField()
-    finished_at = DoubleField(null=True)
 
     @property
     def target(self) -> dict[str, Any]:
         return json.loads(self.target_json)
+
+
+class Job(Queued):
+    """Background work other than deliveries: a scan, a replication task, a retention run.
+
+    `key` makes enqueueing idempotent across workers and sidecars (a scheduled run, the scan
+    of one digest). `payload` is what to do; `state` the handler's last checkpoint, so a job
+    taken over after a crash resumes instead of starting again (a submitted scan is polled,
+    not submitted twice); `result` what it produced, for the API and status.
+    """
+
+    kind = CharField(max_length=32, index=True)
+    key = CharField(null=True, unique=True, max_length=255)
+    project = CharField(default="", max_length=255, index=True)
+    parent = IntegerField(null=True, index=True)  # the run a task belongs to
+    title = CharField(default="", max_length=512)  # what status pages name it by
+    payload_json = TextField(default="{}")
+    state_json = TextField(default="{}")
+    result_json = TextField(default="{}")
+    log_text = TextField(default="")
+    stop_requested = BooleanField(default=False)
+    operator = CharField(default="", max_length=256)  # who asked for it (events name them)
+    started_at = DoubleField(null=True)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.payload_json or "{}")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_json or "{}")
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.result_json or "{}")
 
 
 class Attempt(BaseModel):
@@ -152,4 +219,4 @@ class Setting(BaseModel):
 
 
 MODELS = (SchemaVersion, Project, Policy, Repository, Event, Delivery, Attempt, Setting,
-          PullWindow)
+          PullWindow, Job)

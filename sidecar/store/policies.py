@@ -10,6 +10,7 @@ from typing import Any
 
 from sidecar.rules.load import Rules
 from sidecar.rules.policy import Filters
+from sidecar.store.db import serialized
 from sidecar.store.models import Policy
 from sidecar.store.models import Project
 from sidecar.store.models import Repository
@@ -49,6 +50,7 @@ def sync_rules(rules: Rules, now: float | None = None) -> None:
     """
     now = time.time() if now is None else now
     with database.atomic():
+        serialized("rules-sync")  # workers and sidecars starting together take turns
         wanted: dict[tuple[str, str], Any] = {}
         for project in rules.projects:
             row = Project.get_or_none(Project.name == project.name)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from peewee import fn
 
-from sidecar.store import queue
+from sidecar.store import delivery_queue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
@@ -250,7 +250,7 @@ def policy_triggers(project_id: int | None = None) -> list[dict[str, Any]]:
 def queue_numbers(now: float | None = None) -> dict[str, Any]:
     """Deliveries by status, queue depth and how many are due: the status cards and metrics."""
     now = time.time() if now is None else now
-    counts = queue.counts()
+    counts = delivery_queue.counts()
     due = Delivery.select().where(
         (Delivery.status == PENDING) & (Delivery.next_attempt_at <= now)).count()
     return {"deliveries": counts, "depth": counts[PENDING] + counts[SENDING], "due_now": due}
@@ -326,7 +326,7 @@ def replay(ids: Iterable[int] = (), failed: bool = False, since: float | None = 
                 query = query.where(Delivery.finished_at >= now - since)
             for row in query.order_by(Delivery.id):
                 chosen[row.id] = row
-        queue.requeue(chosen.keys(), now=now)
+        delivery_queue.requeue(chosen.keys(), now=now)
         rows = list(Delivery.select().where(Delivery.id.in_(list(chosen))).order_by(Delivery.id))
     requeued = [delivery_view(row) for row in rows] if chosen else []
     return {"requeued": requeued, "skipped": skipped}

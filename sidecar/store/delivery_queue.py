@@ -1,26 +1,24 @@
-"""The delivery queue: record events with their deliveries, claim due work, record outcomes.
-
-One claiming mechanism at every scale: a claim stamps a random token on due rows in one UPDATE
-(`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite), and every later write
-checks that token, so a worker whose lease expired cannot overwrite its successor's result.
+"""Deliveries: events recorded with one delivery per matching target, claimed and settled
+through the one job queue (store.jobqueue), with each attempt kept (Harbor's tasks).
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import PostgresqlDatabase
-
+from sidecar.store import clock
+from sidecar.store.jobqueue import LEASE_EXPIRED
+from sidecar.store.jobqueue import JobQueue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import STATUSES
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
@@ -79,7 +77,7 @@ def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | No
     INSERT, which costs a fraction of a row-by-row create on the busiest path of the recorder.
     Arrival order is kept in the ids.
     """
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     created = 0
     plain: list[dict[str, Any]] = []
 
@@ -117,79 +115,23 @@ def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | No
     return created
 
 
-#: Recorded as the attempt of a worker that died (or hung) holding a claim.
-LEASE_EXPIRED = "the worker sending it stopped before an answer was recorded (lease expired)"
+def _attempt_lost(delivery_id: int, number: int, now: float) -> None:
+    Attempt.create(delivery=delivery_id, number=number, started_at=now, error=LEASE_EXPIRED)
+
+
+QUEUE = JobQueue(Delivery, running=SENDING, done=(DELIVERED, FAILED), on_expired=_attempt_lost)
 
 
 def expire_leases(now: float | None = None, limit: int = 100) -> int:
-    """Count a claim whose lease ran out as an attempt, then retry it or end it.
-
-    The endpoint may well have received that send, so it is an attempt like any other: a
-    delivery that kills every worker sending it ends as failed instead of looping forever.
-    """
-    now = time.time() if now is None else now
-    expired = list(
-        Delivery.select(Delivery.id, Delivery.attempts, Delivery.max_attempts)
-        .where((Delivery.status == SENDING) & (Delivery.lease_until < now))
-        .limit(limit)
-    )
-    done = 0
-    for row in expired:
-        attempts = row.attempts + 1
-        final = attempts >= row.max_attempts
-        fields: dict[str, Any] = {
-            "attempts": attempts, "claim_token": None, "lease_until": None, "updated_at": now,
-            "last_status_code": None,
-            "last_error": LEASE_EXPIRED
-            + (f" (gave up after {attempts} attempts)" if final else ""),
-        }
-        if final:
-            fields.update(status=FAILED, finished_at=now)
-        else:
-            fields.update(status=PENDING, next_attempt_at=now)
-        with database.atomic():
-            changed = (
-                Delivery.update(**fields)
-                .where((Delivery.id == row.id) & (Delivery.status == SENDING)
-                       & (Delivery.lease_until < now))
-                .execute()
-            )
-            if changed == 1:  # another claimer may have expired it first
-                Attempt.create(delivery=row.id, number=attempts, started_at=now,
-                               error=LEASE_EXPIRED)
-                done += 1
-    return done
+    """Count each claim whose lease ran out as an attempt (recorded), then retry or end it."""
+    return QUEUE.expire_leases(now, limit)
 
 
 def claim(limit: int, lease_seconds: float, now: float | None = None) -> list[Delivery]:
-    """Atomically take up to `limit` due deliveries; expired leases are settled first."""
-    now = time.time() if now is None else now
-    expire_leases(now)
-    token = uuid.uuid4().hex
-    due = (
-        Delivery.select(Delivery.id)
-        .where((Delivery.status == PENDING) & (Delivery.next_attempt_at <= now))
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-    )
-    if isinstance(database.obj, PostgresqlDatabase):
-        due = due.for_update("FOR UPDATE SKIP LOCKED")
-    with database.atomic():
-        taken = (
-            Delivery.update(
-                status=SENDING, claim_token=token, lease_until=now + lease_seconds, updated_at=now
-            )
-            .where(Delivery.id.in_(due))
-            .execute()
-        )
-    if not taken:
-        return []
-    return list(
-        Delivery.select(Delivery, Event)
-        .join(Event)
-        .where(Delivery.claim_token == token)
-        .order_by(Delivery.id)
-    )
+    """Atomically take up to `limit` due deliveries, with their events."""
+    return QUEUE.claim(limit, lease_seconds, now, select=lambda token: (
+        Delivery.select(Delivery, Event).join(Event)
+        .where(Delivery.claim_token == token).order_by(Delivery.id)))
 
 
 def finish(delivery: Delivery, outcome: Outcome) -> bool:
@@ -203,7 +145,7 @@ def finish_many(results: Sequence[tuple[Delivery, Outcome]]) -> list[bool]:
     A commit per delivery was the largest database cost of sending. Each row still checks
     its own claim token, so a taken-over claim records nothing, whatever else is in the batch.
     """
-    now = time.time()
+    now = clock.now()
     recorded: list[bool] = []
     attempts_rows: list[dict[str, Any]] = []
     with database.atomic():
@@ -221,14 +163,9 @@ def finish_many(results: Sequence[tuple[Delivery, Outcome]]) -> list[bool]:
                 fields.update(status=PENDING, next_attempt_at=outcome.retry_at)
             else:
                 fields.update(status=outcome.status, finished_at=now)
-            rows = (
-                Delivery.update(**fields)
-                .where((Delivery.id == delivery.id)
-                       & (Delivery.claim_token == delivery.claim_token))
-                .execute()
-            )
-            recorded.append(rows == 1)
-            if rows == 1:
+            ok = QUEUE.settle(delivery, **fields)
+            recorded.append(ok)
+            if ok:
                 attempts_rows.append({
                     "delivery": delivery.id,
                     "number": attempts,
@@ -245,54 +182,18 @@ def finish_many(results: Sequence[tuple[Delivery, Outcome]]) -> list[bool]:
 
 def release(deliveries: Iterable[Delivery], now: float | None = None) -> int:
     """Give back claims that were never sent (a stopping worker), so no one waits for the lease."""
-    now = time.time() if now is None else now
-    released = 0
-    with database.atomic():
-        for delivery in deliveries:
-            released += (
-                Delivery.update(status=PENDING, claim_token=None, lease_until=None, updated_at=now)
-                .where((Delivery.id == delivery.id)
-                       & (Delivery.claim_token == delivery.claim_token))
-                .execute()
-            )
-    return released
+    return QUEUE.release(deliveries, now)
 
 
 def postpone(delivery: Delivery, until: float, now: float | None = None) -> bool:
     """Give back a claim unsent until `until` (rate limit): no attempt is counted."""
-    now = time.time() if now is None else now
-    rows = (
-        Delivery.update(status=PENDING, next_attempt_at=until, claim_token=None,
-                        lease_until=None, updated_at=now)
-        .where((Delivery.id == delivery.id) & (Delivery.claim_token == delivery.claim_token))
-        .execute()
-    )
-    return rows == 1
+    return QUEUE.postpone(delivery, until, now)
 
 
 def requeue(delivery_ids: Iterable[int], now: float | None = None) -> int:
     """Send finished deliveries again (replay); their attempt history stays."""
-    now = time.time() if now is None else now
-    ids = list(delivery_ids)
-    if not ids:
-        return 0
-    return (
-        Delivery.update(
-            status=PENDING, next_attempt_at=now, finished_at=None, updated_at=now,
-            max_attempts=Delivery.attempts + Delivery.max_attempts,
-        )
-        .where(Delivery.id.in_(ids) & Delivery.status.in_([DELIVERED, FAILED]))
-        .execute()
-    )
+    return QUEUE.requeue(delivery_ids, now)
 
 
 def counts() -> dict[str, int]:
-    out = {status: 0 for status in (PENDING, SENDING, DELIVERED, FAILED)}
-    from peewee import fn
-
-    query = Delivery.select(Delivery.status, fn.COUNT(Delivery.id).alias("n")).group_by(
-        Delivery.status
-    )
-    for row in query:
-        out[row.status] = row.n
-    return out
+    return QUEUE.counts(STATUSES)
