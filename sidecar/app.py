@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -48,11 +49,48 @@ HARBOR_API_PREFIX = "/api/v2.0/"
 CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewhere
 
 
+@dataclass(frozen=True)
+class PreloadedRules:
+    """The rules file as `sidecar serve` read it and wrote it to the store before forking the
+    workers: one parse and one sync at start, whatever the number of workers, so workers
+    starting together never race to write the same rules."""
+
+    path: str
+    mtime: float
+    projects: int
+    loaded_at: float
+
+
+def preload_rules(settings: Settings) -> PreloadedRules | None:
+    """Read the rules file and sync it to the store (call in the master, store bound).
+
+    Raises RulesError for a broken file: `sidecar serve` refuses to start with it.
+    """
+    if not settings.rules:
+        return None
+    mtime = os.stat(settings.rules).st_mtime  # before reading: a later edit is seen as new
+    rules = load_rules(settings.rules)
+    with store_db.database.connection_context():
+        changed = policy_store.sync_rules(rules)
+    log.info("rules read from %s: %d projects (%s)", settings.rules, len(rules.projects),
+             changed)
+    return PreloadedRules(settings.rules, mtime, len(rules.projects), time.time())
+
+
+def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
+    """Parse and store a rules file; run on a database thread, so that parsing a large file
+    never holds up the requests this worker is proxying."""
+    rules = load_rules(path)
+    return rules, policy_store.sync_rules(rules)
+
+
 class Runtime:
     """Everything one worker process runs besides request handling."""
 
-    def __init__(self, settings: Settings, handlers: Sequence[JobHandler] = ()):
+    def __init__(self, settings: Settings, handlers: Sequence[JobHandler] = (),
+                 preloaded: PreloadedRules | None = None):
         self.settings = settings
+        self._preloaded = preloaded
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
         self.chart_upstream = (
@@ -108,20 +146,25 @@ class Runtime:
         if mtime == self._rules_mtime:
             return False
         self._rules_mtime = mtime
+        preloaded, self._preloaded = self._preloaded, None
+        if preloaded is not None and (preloaded.path, preloaded.mtime) == (path, mtime):
+            self._rules_error = ""
+            self._rules_loaded_at = preloaded.loaded_at
+            log.info("rules loaded from %s: %d projects (read before the workers started)",
+                     path, preloaded.projects)
+            return True
         try:
-            rules = load_rules(path)
+            rules, changed = self.executor.run(_load_and_sync, path)
         except RulesError as exc:
             self._rules_error = str(exc)
             log.error("rules file refused, previous rules stay in force:\n%s", exc)
             return False
-        try:
-            self.executor.run(policy_store.sync_rules, rules)
         except Exception:
             self._rules_mtime = None  # not in the store (database down, a racing sync): retry
             raise
         self._rules_error = ""
         self._rules_loaded_at = time.time()
-        log.info("rules loaded from %s: %d projects", path, len(rules.projects))
+        log.info("rules loaded from %s: %d projects (%s)", path, len(rules.projects), changed)
         return True
 
     def rules_state(self) -> dict[str, Any]:
@@ -218,10 +261,11 @@ def create_flask(runtime: Runtime) -> Flask:
     return app
 
 
-def create_app(settings: Settings, start: bool = True) -> tuple[SidecarApp, Runtime]:
+def create_app(settings: Settings, start: bool = True,
+               preloaded: PreloadedRules | None = None) -> tuple[SidecarApp, Runtime]:
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
     store_db.bind(settings.database)
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, preloaded=preloaded)
     submit = runtime.recorder.submit
 
     def sink(events):

@@ -35,12 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
-    if settings.rules:
-        try:
-            load_rules(settings.rules)
-        except RulesError as exc:
-            print(f"sidecar: rules file refused:\n{exc}", file=sys.stderr)
-            return 2
+    from sidecar.app import preload_rules
     from sidecar.store import db as store_db
 
     try:
@@ -49,9 +44,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sidecar: cannot open database {store_db.redacted_url(settings.database)}: {exc}",
               file=sys.stderr)
         return 2
+    try:
+        preloaded = preload_rules(settings)
+    except RulesError as exc:
+        print(f"sidecar: rules file refused:\n{exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sidecar: cannot read rules file {settings.rules}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:  # the database refused the write
+        print(f"sidecar: cannot store the rules in {store_db.redacted_url(settings.database)}: "
+              f"{exc}", file=sys.stderr)
+        return 2
     from sidecar.serve import run
 
-    run(settings)
+    run(settings, preloaded)
     return 0
 
 

@@ -77,8 +77,9 @@ def _child_exit(server, worker) -> None:
 
 
 class SidecarServer(BaseApplication):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, preloaded=None):
         self.settings = settings
+        self.preloaded = preloaded  # app.PreloadedRules, read and stored by the master
         super().__init__()
 
     def load_config(self) -> None:
@@ -122,15 +123,15 @@ class SidecarServer(BaseApplication):
         global _runtime
         from sidecar.app import create_app
 
-        app, _runtime = create_app(self.settings)
+        app, _runtime = create_app(self.settings, preloaded=self.preloaded)
         return app
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, preloaded=None) -> None:
     made = prepare_metrics_dir()
     master = os.getpid()
     try:
-        SidecarServer(settings).run()
+        SidecarServer(settings, preloaded).run()
     finally:
         # workers leave through here too (gunicorn exits them with SystemExit): master only
         if made and os.getpid() == master:

@@ -22,7 +22,6 @@ from sidecar.store.models import RUNNING
 from sidecar.store.models import SENDING
 from sidecar.store.models import SUCCEEDED
 from sidecar.store.models import Attempt
-from sidecar.store.models import Delivery
 from sidecar.store.models import Job
 from tests.support import postgres
 

@@ -60,7 +60,7 @@ class _LineList(list):
     item_lines: list[int]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that remembers the line of every mapping, key and list item."""
 
 

@@ -19,6 +19,34 @@ from sidecar.store.models import database
 
 RULES = "rules"
 API = "api"
+#: Rows per multi-row INSERT / DELETE ... IN: well inside SQLite's limit of bound variables.
+BATCH = 500
+#: The policy columns the rules file decides.
+_SYNCED = ("description", "enabled", "event_types_json", "targets_json", "options_json")
+
+
+@dataclass
+class SyncResult:
+    """What a rules sync changed (the log line after a reload says it)."""
+
+    projects_added: int = 0
+    projects_changed: int = 0
+    policies_added: int = 0
+    policies_changed: int = 0
+    policies_deleted: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return any(vars(self).values())
+
+    def __str__(self) -> str:
+        if not self.changed:
+            return "no changes"
+        parts = [f"{n} {what}" for what, n in (
+            ("projects added", self.projects_added), ("projects changed", self.projects_changed),
+            ("policies added", self.policies_added), ("policies changed", self.policies_changed),
+            ("policies deleted", self.policies_deleted)) if n]
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -42,59 +70,74 @@ class ProjectPolicies:
     policies: tuple[StoredPolicy, ...]
 
 
-def sync_rules(rules: Rules, now: float | None = None) -> None:
-    """Make the store's rules-file projects and policies equal to `rules`.
+def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
+    """Make the store's rules-file projects and policies equal to `rules`, writing only the
+    difference: a file of 10,000 unchanged policies costs two reads, not 10,000 writes.
 
-    API-created policies are left alone; a rules-file policy that disappeared is deleted
-    (its deliveries keep their history with the policy name).
+    API-created policies are left alone, unless a rules-file policy takes their name (the file
+    wins); a rules-file policy that disappeared is deleted (its deliveries keep their history
+    with the policy name).
     """
     now = time.time() if now is None else now
+    result = SyncResult()
     with database.atomic():
         serialized("rules-sync")  # workers and sidecars starting together take turns
-        wanted: dict[tuple[str, str], Any] = {}
+        projects = {row.name: row for row in Project.select()}
+        fresh = [p for p in rules.projects if p.name not in projects]
+        for start in range(0, len(fresh), BATCH):
+            Project.insert_many([
+                {"name": p.name, "public": p.public, "source": RULES, "created_at": now}
+                for p in fresh[start:start + BATCH]]).execute()
+        result.projects_added = len(fresh)
+        if fresh:
+            projects = {row.name: row for row in Project.select()}
         for project in rules.projects:
-            row = Project.get_or_none(Project.name == project.name)
-            if row is None:
-                row = Project.create(
-                    name=project.name, public=project.public, source=RULES, created_at=now
-                )
-            elif row.public != project.public or row.source != RULES:
-                row.public = project.public
-                row.source = RULES
-                row.save()
+            row = projects[project.name]
+            if row.public != project.public or row.source != RULES:
+                Project.update(public=project.public, source=RULES).where(
+                    Project.id == row.id).execute()
+                result.projects_changed += 1
+
+        wanted: dict[tuple[int, str], dict[str, Any]] = {}
+        for project in rules.projects:
+            project_id = projects[project.name].id
             for policy in project.policies:
-                wanted[(project.name, policy.name)] = (row, policy)
-        existing = {
-            (p.project.name, p.name): p
-            for p in Policy.select(Policy, Project).join(Project).where(Policy.source == RULES)
+                wanted[(project_id, policy.name)] = {
+                    "description": policy.description,
+                    "enabled": policy.enabled,
+                    "event_types_json": json.dumps(list(policy.event_types)),
+                    "targets_json": json.dumps([t.as_dict() for t in policy.targets]),
+                    "options_json": json.dumps(policy.options()),
+                }
+        stored = {
+            (row.project_id, row.name): row
+            for row in Policy.select(Policy.id, Policy.project, Policy.name, Policy.source,
+                                     *[getattr(Policy, k) for k in _SYNCED])
         }
-        for key, stored in existing.items():
-            if key not in wanted:
-                stored.delete_instance()
-        for key, (project_row, policy) in wanted.items():
-            fields = {
-                "description": policy.description,
-                "enabled": policy.enabled,
-                "event_types_json": json.dumps(list(policy.event_types)),
-                "targets_json": json.dumps([t.as_dict() for t in policy.targets]),
-                "options_json": json.dumps(policy.options()),
-            }
-            stored = existing.get(key)
-            if stored is None:
-                clash = Policy.get_or_none(
-                    (Policy.project == project_row) & (Policy.name == policy.name)
-                )
-                if clash is not None:  # an API policy of the same name: the rules file wins
-                    clash.delete_instance()
-                Policy.create(
-                    project=project_row, name=policy.name, source=RULES, creator="rules",
-                    created_at=now, updated_at=now, **fields,
-                )
-            elif any(getattr(stored, k) != v for k, v in fields.items()):
-                for k, v in fields.items():
-                    setattr(stored, k, v)
-                stored.updated_at = now
-                stored.save()
+        gone = [row.id for key, row in stored.items()
+                if row.source == RULES and key not in wanted]
+        # an API policy of the same name as a rules-file one: the rules file wins
+        gone += [row.id for key, row in stored.items() if row.source != RULES and key in wanted]
+        for start in range(0, len(gone), BATCH):
+            Policy.delete().where(Policy.id.in_(gone[start:start + BATCH])).execute()
+        added = [
+            {"project": project_id, "name": name, "source": RULES, "creator": "rules",
+             "created_at": now, "updated_at": now, **fields}
+            for (project_id, name), fields in wanted.items()
+            if (project_id, name) not in stored or stored[(project_id, name)].source != RULES
+        ]
+        for start in range(0, len(added), BATCH):
+            Policy.insert_many(added[start:start + BATCH]).execute()
+        for key, fields in wanted.items():
+            row = stored.get(key)
+            if row is None or row.source != RULES:
+                continue
+            if any(getattr(row, k) != v for k, v in fields.items()):
+                Policy.update(updated_at=now, **fields).where(Policy.id == row.id).execute()
+                result.policies_changed += 1
+        result.policies_added = len(added)
+        result.policies_deleted = len(gone)
+    return result
 
 
 def policies_for(projects: Iterable[str]) -> dict[str, ProjectPolicies]:
