@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 
 from sidecar import __version__
@@ -35,32 +36,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    from sidecar.serve import prepare_metrics_dir
+    from sidecar.serve import run
+
+    made = prepare_metrics_dir()  # before anything imports prometheus_client
+    prepared = _prepare_store(settings)
+    if isinstance(prepared, str):
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+        print(prepared, file=sys.stderr)
+        return 2
+    run(settings, prepared, metrics_dir=made)
+    return 0
+
+
+def _prepare_store(settings: Settings):
+    """Migrate the store and write the rules to it, once, before the workers start.
+
+    Returns app.PreloadedRules (or None without a rules file), or the message to stop with.
+    """
     from sidecar.app import preload_rules
     from sidecar.store import db as store_db
 
+    where = store_db.redacted_url(settings.database)
     try:
         store_db.bind(settings.database)
     except Exception as exc:
-        print(f"sidecar: cannot open database {store_db.redacted_url(settings.database)}: {exc}",
-              file=sys.stderr)
-        return 2
+        return f"sidecar: cannot open database {where}: {exc}"
     try:
-        preloaded = preload_rules(settings)
+        return preload_rules(settings)
     except RulesError as exc:
-        print(f"sidecar: rules file refused:\n{exc}", file=sys.stderr)
-        return 2
+        return f"sidecar: rules file refused:\n{exc}"
     except OSError as exc:
-        print(f"sidecar: cannot read rules file {settings.rules}: {exc.strerror}",
-              file=sys.stderr)
-        return 2
+        return f"sidecar: cannot read rules file {settings.rules}: {exc.strerror}"
     except Exception as exc:  # the database refused the write
-        print(f"sidecar: cannot store the rules in {store_db.redacted_url(settings.database)}: "
-              f"{exc}", file=sys.stderr)
-        return 2
-    from sidecar.serve import run
-
-    run(settings, preloaded)
-    return 0
+        return f"sidecar: cannot store the rules in {where}: {exc}"
 
 
 def cmd_check_rules(args: argparse.Namespace) -> int:

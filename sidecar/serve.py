@@ -127,8 +127,9 @@ class SidecarServer(BaseApplication):
         return app
 
 
-def run(settings: Settings, preloaded=None) -> None:
-    made = prepare_metrics_dir()
+def run(settings: Settings, preloaded=None, metrics_dir: str | None = None) -> None:
+    """Serve until stopped; `metrics_dir` is prepare_metrics_dir()'s, removed at exit."""
+    made = metrics_dir
     master = os.getpid()
     try:
         SidecarServer(settings, preloaded).run()
