@@ -8,10 +8,10 @@ import tarfile
 
 import pytest
 
-from sidecar.proxy.chartsniff import ChartYamlReader
-from sidecar.proxy.chartsniff import MultipartChartReader
-from sidecar.proxy.chartsniff import UploadInspector
-from sidecar.proxy.chartsniff import multipart_boundary
+from sidecar.events.chartsniff import ChartYamlReader
+from sidecar.events.chartsniff import MultipartChartReader
+from sidecar.events.chartsniff import UploadInspector
+from sidecar.events.chartsniff import multipart_boundary
 from sidecar.proxy.taps import Prefix
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body

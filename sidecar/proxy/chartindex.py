@@ -12,8 +12,8 @@ import time
 
 import urllib3
 
-from sidecar.events.charts import index_files
-from sidecar.events.charts import split_filename
+from sidecar.events.chartfiles import index_files
+from sidecar.events.chartfiles import split_filename
 from sidecar.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)

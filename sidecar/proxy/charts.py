@@ -21,16 +21,16 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from sidecar.events.charts import CHART
-from sidecar.events.charts import CHARTS
-from sidecar.events.charts import FILE
-from sidecar.events.charts import ChartExchange
-from sidecar.events.charts import ChartRoute
-from sidecar.events.charts import infer_chart
-from sidecar.events.charts import parse_chart_route
-from sidecar.events.charts import versions_from_listing
+from sidecar.events.chartfiles import versions_from_listing
+from sidecar.events.chartinfer import ChartExchange
+from sidecar.events.chartinfer import infer_chart
+from sidecar.events.chartroutes import CHART
+from sidecar.events.chartroutes import CHARTS
+from sidecar.events.chartroutes import FILE
+from sidecar.events.chartroutes import ChartRoute
+from sidecar.events.chartroutes import parse_chart_route
+from sidecar.events.chartsniff import UploadInspector
 from sidecar.proxy.chartindex import ChartIndex
-from sidecar.proxy.chartsniff import UploadInspector
 from sidecar.proxy.forward import HOP_BY_HOP
 from sidecar.proxy.forward import _reason
 from sidecar.proxy.forward import _Streamed

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from sidecar.events.charts import oci_chart_events
+from sidecar.events.chartinfer import oci_chart_events
 from sidecar.events.infer import Exchange
 from sidecar.events.infer import infer
 from sidecar.events.infer import is_digest

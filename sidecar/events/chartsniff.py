@@ -1,11 +1,12 @@
 """Read a chart upload's name and version from its package while the body streams through.
 
-The upload URL and ChartMuseum's 201 say nothing about which chart was saved; the package's
-`<chart>/Chart.yaml` does. The readers here are fed the body chunk by chunk, inflate the gzip
-incrementally, walk the tar headers and keep only Chart.yaml's bytes, and stop inflating once
-they have it. They look at no more than `limit` bytes of the package (compressed, and again
-inflated): `helm package` writes Chart.yaml first, so a real chart is found in its first kB,
-and a package whose Chart.yaml lies further in is proxied untouched without an event.
+Pure: the proxy's tap feeds the bytes in. The upload URL and ChartMuseum's 201 say nothing about
+which chart was saved; the package's `<chart>/Chart.yaml` does. The readers here are fed the
+body chunk by chunk, inflate the gzip incrementally, walk the tar headers and keep only
+Chart.yaml's bytes, and stop inflating once they have it. They look at no more than `limit`
+bytes of the package (compressed, and again inflated): `helm package` writes Chart.yaml first,
+so a real chart is found in its first kB, and a package whose Chart.yaml lies further in is
+proxied untouched without an event.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tarfile
 import zlib
 from email.message import Message
 
-from sidecar.events.charts import chart_metadata
+from sidecar.events.chartfiles import chart_metadata
 
 #: Largest Chart.yaml, GNU long name or pax header we keep in memory.
 MAX_MEMBER = 1024 * 1024
