@@ -7,22 +7,22 @@ import json
 
 import pytest
 
-from sidecar.events.charts import HELM_CONFIG
-from sidecar.events.charts import ChartEvent
-from sidecar.events.charts import ChartExchange
-from sidecar.events.charts import chart_metadata
-from sidecar.events.charts import chart_payload
-from sidecar.events.charts import helm_manifest
-from sidecar.events.charts import index_files
-from sidecar.events.charts import infer_chart
-from sidecar.events.charts import oci_chart_events
-from sidecar.events.charts import parse_chart_route
-from sidecar.events.charts import split_filename
-from sidecar.events.charts import versions_from_listing
+from sidecar.events.chartfiles import chart_metadata
+from sidecar.events.chartfiles import index_files
+from sidecar.events.chartfiles import split_filename
+from sidecar.events.chartfiles import versions_from_listing
+from sidecar.events.chartinfer import ChartExchange
+from sidecar.events.chartinfer import infer_chart
+from sidecar.events.chartinfer import oci_chart_events
+from sidecar.events.chartroutes import parse_chart_route
+from sidecar.events.manifest import HELM_CONFIG
+from sidecar.events.manifest import helm_manifest
 from sidecar.events.model import DELETE_ARTIFACT
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
+from sidecar.events.model import ChartEvent
+from sidecar.events.payload import chart_payload
 from sidecar.events.payload import encode
 from sidecar.record.recorder import build_records
 from sidecar.store.policies import ProjectPolicies

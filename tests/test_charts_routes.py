@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.events.charts import CHART
-from sidecar.events.charts import CHARTS
-from sidecar.events.charts import FILE
-from sidecar.events.charts import INDEX
-from sidecar.events.charts import OTHER
-from sidecar.events.charts import PROV
-from sidecar.events.charts import VERSION_ROUTE
-from sidecar.events.charts import parse_chart_route
+from sidecar.events.chartroutes import CHART
+from sidecar.events.chartroutes import CHARTS
+from sidecar.events.chartroutes import FILE
+from sidecar.events.chartroutes import INDEX
+from sidecar.events.chartroutes import OTHER
+from sidecar.events.chartroutes import PROV
+from sidecar.events.chartroutes import VERSION_ROUTE
+from sidecar.events.chartroutes import parse_chart_route
 
 # (path, depth) -> (kind, upstream path, namespace path, download base, name, version, filename)
 CASES = [

@@ -8,10 +8,10 @@ import tarfile
 
 import pytest
 
-from sidecar.proxy.chartsniff import ChartYamlReader
-from sidecar.proxy.chartsniff import MultipartChartReader
-from sidecar.proxy.chartsniff import UploadInspector
-from sidecar.proxy.chartsniff import multipart_boundary
+from sidecar.events.chartsniff import ChartYamlReader
+from sidecar.events.chartsniff import MultipartChartReader
+from sidecar.events.chartsniff import UploadInspector
+from sidecar.events.chartsniff import multipart_boundary
 from sidecar.proxy.taps import Prefix
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body
@@ -144,6 +144,21 @@ def test_multipart_truncated():
     feed(reader, body, 1000)
     assert reader.chart == ("app", "1.0.0")  # found before the body broke off
     assert "ended before" in reader.problem
+
+
+@pytest.mark.parametrize(("headers", "problem"), [
+    (b"".join(b"\r\nX-Pad: " + b"y" * 4000 for _ in range(5)), "part headers too large"),
+    (b"\r\nX-Long: " + b"y" * 5000, "malformed multipart body"),
+    (b"\r\nBad Name: y", "malformed multipart body"),
+])
+def test_multipart_headers_are_bounded_and_checked(headers, problem):
+    package = make_chart("app", "1.0.0")
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"chart\"" + headers + b"\r\n\r\n"
+            + package + b"\r\n--b--\r\n")
+    inspector = UploadInspector("multipart/form-data; boundary=b", LIMIT)
+    feed(inspector, body, 512)
+    assert inspector.chart is None
+    assert problem in inspector.problem
 
 
 def test_raw_upload_with_a_form_content_type():

@@ -133,6 +133,12 @@ class TestValidation:
         ({"filters": {"tags": [""]}}, "filters.tags: empty pattern"),
         ({"filters": {"repositories": ["{a,b"]}},
          "filters.repositories: unbalanced brackets in pattern '{a,b'"),
+        ({"filters": {"repositories": ["}app{"]}},
+         "filters.repositories: unbalanced brackets in pattern '}app{'"),
+        ({"filters": {"tags": ["v[9-0]*"]}},
+         "filters.tags: bad character class in pattern 'v[9-0]*': bad character range 9-0"),
+        ({"filters": {"tags": ["v1\\"]}},
+         "filters.tags: pattern 'v1\\\\' ends with an unfinished escape '\\'"),
         ({"pull_dedup_seconds": -1},
          "pull_dedup_seconds must be a whole number of seconds from 0 to 86400"),
         ({"pull_dedup_seconds": "10"},
@@ -142,6 +148,21 @@ class TestValidation:
         policy_, problems = self.parse(**extra)
         assert policy_ is None
         assert [p.message for p in problems] == [message]
+
+    def test_escapes_and_classes_that_read_are_kept(self):
+        policy_, problems = self.parse(filters={"tags": ["v\\{1\\}", "[a-z]*", "a\\\\"]})
+        assert problems == []
+        assert glob_match(policy_.filters.tags[0], "v{1}")
+
+    def test_rules_file_names_the_line_of_a_bad_pattern(self):
+        text = ("projects:\n- name: proj\n  webhooks:\n  - name: p\n"
+                "    event_types: [PUSH_ARTIFACT]\n    targets: [{address: 'http://x/h'}]\n"
+                "    filters:\n      tags:\n      - v*\n      - '[z-a]'\n")
+        with pytest.raises(RulesError) as refused:
+            parse_rules(text, "rules.yaml", {})
+        assert refused.value.problems == [
+            "rules.yaml:10: filters.tags: bad character class in pattern '[z-a]': "
+            "bad character range z-a"]
 
     def test_rules_file_names_the_line_of_a_bad_filter(self):
         text = ("projects:\n- name: proj\n  webhooks:\n  - name: p\n"

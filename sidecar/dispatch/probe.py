@@ -26,6 +26,7 @@ from sidecar.dispatch.render import render
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.events.payload import artifact_payload
+from sidecar.neterrors import request_failure
 
 MAX_TIMEOUT = 10.0
 MAX_REDIRECTS = 3
@@ -75,14 +76,8 @@ def send_probe(request: Request, timeout: float) -> ProbeResult:
                     url, data=request.body, headers=request.headers, timeout=left,
                     verify=request.verify_tls, allow_redirects=False, stream=True,
                 )
-            except requests.exceptions.Timeout:
-                return _result(None, clock, f"timeout after {timeout:g}s")
-            except requests.exceptions.SSLError as exc:
-                return _result(None, clock, f"TLS error: {_short(exc)}")
-            except requests.exceptions.ConnectionError as exc:
-                return _result(None, clock, f"connection failed: {_short(exc)}")
             except requests.exceptions.RequestException as exc:
-                return _result(None, clock, f"request failed: {_short(exc)}")
+                return _result(None, clock, request_failure(exc, timeout))
             status = response.status_code
             location = response.headers.get("Location", "")
             try:  # drained (bounded) so the connection closes cleanly; never returned
@@ -118,10 +113,3 @@ def probe(target: dict[str, Any], payload: dict[str, Any], timeout: float,
 
 def _result(status: int | None, clock: float, error: str, ok: bool = False) -> ProbeResult:
     return ProbeResult(ok, status, int((time.monotonic() - clock) * 1000), error)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    if "Errno" in text:  # urllib3 nests the useful part
-        text = text[text.index("[Errno"):].split("'")[0].split('"')[0].rstrip(")")
-    return text[:300]

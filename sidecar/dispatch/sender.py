@@ -9,6 +9,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from sidecar.dispatch.render import Request
+from sidecar.neterrors import request_failure
 
 EXCERPT = 512
 
@@ -44,14 +45,8 @@ class Sender:
                 proxies={},
                 cert=None,
             )
-        except requests.exceptions.Timeout:
-            return self._fail(started, clock, f"timeout after {self._timeout:g}s")
-        except requests.exceptions.SSLError as exc:
-            return self._fail(started, clock, f"TLS error: {_short(exc)}")
-        except requests.exceptions.ConnectionError as exc:
-            return self._fail(started, clock, f"connection failed: {_short(exc)}")
         except requests.exceptions.RequestException as exc:
-            return self._fail(started, clock, f"request failed: {_short(exc)}")
+            return self._fail(started, clock, request_failure(exc, self._timeout))
         try:
             excerpt = response.raw.read(EXCERPT, decode_content=True) or b""
         except Exception:  # the status is what matters; a broken body is not a failure
@@ -88,11 +83,3 @@ class Sender:
     def failed(started: float, error: str) -> Answer:
         """An attempt that ended before anything was sent."""
         return Answer(None, error, None, "", started, 0)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    # urllib3 nests the useful part: "... (Caused by NewConnectionError('...: [Errno 111] ...'))"
-    if "Errno" in text:
-        text = text[text.index("[Errno"):].split("'")[0].rstrip(')"')
-    return text[:300]

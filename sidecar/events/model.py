@@ -98,3 +98,31 @@ class ArtifactEvent(InProject):
     @property
     def reference(self) -> str:
         return self.tags[0] if self.tags else self.digest
+
+
+@dataclass(frozen=True)
+class ChartEvent(InProject):
+    """One chart upload, download or delete; `versions` holds one version per resource.
+
+    `download_base` is the path prefix the chart downloads from (`/chartrepo/p/charts/`);
+    empty means an OCI chart, whose URL is `oci://<host>/<repository>:<tag>`. `scheme` is the
+    one the client used, for the download URL (Harbor's ExtEndpoint carries a scheme).
+    """
+
+    type: str
+    repository: str
+    chart: str
+    versions: tuple[str, ...]
+    operator: str
+    occur_at: int
+    host: str = ""
+    scheme: str = "http"
+    download_base: str = ""
+    digest: str = ""
+    size: int | None = None
+    request_id: str = ""
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The versions, under the name policy tag filters read."""
+        return self.versions

@@ -12,8 +12,9 @@ import time
 
 import urllib3
 
-from sidecar.events.charts import index_files
-from sidecar.events.charts import split_filename
+from sidecar.events.chartfiles import index_files
+from sidecar.events.chartfiles import split_filename
+from sidecar.proxy.headers import lookup_headers
 from sidecar.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ChartIndex:
         """GET `path` from the chart upstream with the client's credentials (bounded)."""
         try:
             response = self._upstream.request("GET", self._prefix + path,
-                                              _lookup_headers(headers))
+                                              lookup_headers(headers))
         except urllib3.exceptions.HTTPError as exc:
             log.warning("reading %s from the chart upstream failed: %s", path, exc)
             return None
@@ -92,8 +93,3 @@ class ChartIndex:
             if not complete:
                 response.close()  # unread body: never reuse this connection
             response.release_conn()
-
-
-def _lookup_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The client's credentials and Host: a lookup sees what the client may see."""
-    return {k: v for k, v in headers.items() if k.lower() in ("authorization", "host")}

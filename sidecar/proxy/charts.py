@@ -11,7 +11,6 @@ the client has its answer. What it adds:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,21 +20,26 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from sidecar.events.charts import CHART
-from sidecar.events.charts import CHARTS
-from sidecar.events.charts import FILE
-from sidecar.events.charts import ChartExchange
-from sidecar.events.charts import ChartRoute
-from sidecar.events.charts import infer_chart
-from sidecar.events.charts import parse_chart_route
-from sidecar.events.charts import versions_from_listing
+from sidecar.events.chartfiles import versions_from_listing
+from sidecar.events.chartinfer import ChartExchange
+from sidecar.events.chartinfer import infer_chart
+from sidecar.events.chartroutes import CHART
+from sidecar.events.chartroutes import CHARTS
+from sidecar.events.chartroutes import FILE
+from sidecar.events.chartroutes import ChartRoute
+from sidecar.events.chartroutes import parse_chart_route
+from sidecar.events.chartsniff import UploadInspector
+from sidecar.neterrors import errno_reason
 from sidecar.proxy.chartindex import ChartIndex
-from sidecar.proxy.chartsniff import UploadInspector
-from sidecar.proxy.forward import HOP_BY_HOP
-from sidecar.proxy.forward import _reason
-from sidecar.proxy.forward import _Streamed
-from sidecar.proxy.forward import request_body
-from sidecar.proxy.forward import request_headers
+from sidecar.proxy.errors import chartmuseum_error
+from sidecar.proxy.errors import registry_error
+from sidecar.proxy.headers import client_scheme
+from sidecar.proxy.headers import forwarded_headers
+from sidecar.proxy.headers import lookup_headers
+from sidecar.proxy.headers import observed
+from sidecar.proxy.stream import relay
+from sidecar.proxy.stream import relay_head
+from sidecar.proxy.stream import request_body
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body
 from sidecar.proxy.upstream import Upstream
@@ -76,15 +80,15 @@ class ChartProxy:
             target = route.upstream_path + (f"?{query}" if query else "")
         else:  # ChartMuseum's own routes go through byte for byte
             target = environ.get("RAW_URI") or quote(path) + (f"?{query}" if query else "")
-        headers = _forward_headers(environ, self.upstream.netloc)
-        scheme = _client_scheme(environ)
+        headers = forwarded_headers(environ, self.upstream.netloc)
+        scheme = client_scheme(environ)
         if route is not None and route.harbor and route.kind == CHART and method == "DELETE":
             return self._delete_chart(route, headers, scheme, start_response)
 
         try:
             body, chunked = request_body(environ)
         except ValueError:
-            return _answer(start_response, "400 Bad Request", "invalid Content-Length")
+            return chartmuseum_error(start_response, "400 Bad Request", "invalid Content-Length")
 
         resolved = None
         if route is not None and route.kind == FILE and method == "GET" \
@@ -102,13 +106,8 @@ class ChartProxy:
             log.warning("chart upstream %s unavailable for %s %s: %s", self.upstream.url,
                         method, path, exc)
             self._observe(method, 502)
-            return _answer(start_response, "502 Bad Gateway",
-                           f"chart upstream unavailable: {_reason(exc)}")
+            return _unavailable(start_response, exc)
 
-        out_headers = [
-            (k, v) for k, v in response.headers.iteritems() if k.lower() not in HOP_BY_HOP
-        ]
-        start_response(f"{response.status} {response.reason or ''}".rstrip(), out_headers)
         status = response.status
         self._observe(method, status)
         response_length = response.headers.get("Content-Length")
@@ -122,11 +121,7 @@ class ChartProxy:
             except Exception:  # bookkeeping never fails the client's request
                 log.exception("reporting chart %s %s failed", method, path)
 
-        if method == "HEAD":
-            response.release_conn()
-            done()
-            return []
-        return _Streamed(response, done)
+        return relay(response, method, start_response, done)
 
     # -- events ----------------------------------------------------------------------------
     def _resolve_soon(self, route: ChartRoute, headers: dict[str, str]
@@ -172,8 +167,7 @@ class ChartProxy:
             route=route,
             method=method,
             status=status,
-            request_headers={k.lower(): v for k, v in headers.items()
-                             if k.lower() in _OBSERVED},
+            request_headers=observed(headers, _OBSERVED),
             occur_at=int(time.time()),
             scheme=scheme,
             **found,
@@ -187,20 +181,15 @@ class ChartProxy:
                       start_response) -> Iterable[bytes]:
         """Harbor's DeleteChart: list the versions, delete each; one event for all deleted."""
         listing = route.versions_path(route.name)
-        lookup = {k: v for k, v in headers.items()
-                  if k.lower() in ("authorization", "host", "x-forwarded-for",
-                                   "x-forwarded-proto", "x-request-id")}
+        lookup = lookup_headers(headers, "x-forwarded-for", "x-forwarded-proto", "x-request-id")
         try:
             listed = self.upstream.request("GET", self.prefix + listing, lookup, preload=True)
         except urllib3.exceptions.HTTPError as exc:
             self._observe("DELETE", 502)
-            return _answer(start_response, "502 Bad Gateway",
-                           f"chart upstream unavailable: {_reason(exc)}")
+            return _unavailable(start_response, exc)
         if listed.status != 200:  # no such chart, no access: the upstream's answer, as is
             self._observe("DELETE", listed.status)
-            start_response(f"{listed.status} {listed.reason or ''}".rstrip(),
-                           [(k, v) for k, v in listed.headers.iteritems()
-                            if k.lower() not in HOP_BY_HOP])
+            relay_head(listed, start_response)
             return [listed.data]
         versions = versions_from_listing(listed.data)
         deleted: list[str] = []
@@ -210,7 +199,7 @@ class ChartProxy:
             try:
                 answer = self.upstream.request("DELETE", target, lookup, preload=True)
             except urllib3.exceptions.HTTPError as exc:
-                failures.append(f"{version}: {_reason(exc)}")
+                failures.append(f"{version}: {errno_reason(exc, 200)}")
                 continue
             if answer.status == 200:
                 deleted.append(version)
@@ -225,7 +214,8 @@ class ChartProxy:
                         route.name, len(failures), len(versions), "; ".join(failures))
             self._observe("DELETE", 500)
             message = f"failed to delete chart {route.name}: {'; '.join(failures)}"
-            return _harbor_error(start_response, message)
+            return registry_error(start_response, "500 Internal Server Error",
+                                  "INTERNAL_SERVER_ERROR", message)
         self._observe("DELETE", 200)
         start_response("200 OK", [("Content-Length", "0")])
         return []
@@ -235,37 +225,6 @@ class ChartProxy:
             self.observe(method, status)
 
 
-def _forward_headers(environ: dict, netloc: str) -> dict[str, str]:
-    headers = request_headers(environ)
-    if "Host" not in headers:
-        headers["Host"] = netloc
-    remote = environ.get("REMOTE_ADDR", "")
-    if remote:
-        prior = headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
-    headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
-    return headers
-
-
-def _client_scheme(environ: dict) -> str:
-    """The scheme the client used: a front proxy's X-Forwarded-Proto, else our own."""
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
-    if forwarded in ("http", "https"):
-        return forwarded
-    return environ.get("wsgi.url_scheme", "http")
-
-
-def _answer(start_response, status: str, message: str) -> list[bytes]:
-    """An error in ChartMuseum's shape (`{"error": ...}`), which chart clients print."""
-    body = json.dumps({"error": message}).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(body)))])
-    return [body]
-
-
-def _harbor_error(start_response, message: str) -> list[bytes]:
-    body = json.dumps(
-        {"errors": [{"code": "INTERNAL_SERVER_ERROR", "message": message}]}).encode()
-    start_response("500 Internal Server Error", [("Content-Type", "application/json"),
-                                                 ("Content-Length", str(len(body)))])
-    return [body]
+def _unavailable(start_response, exc: Exception) -> list[bytes]:
+    return chartmuseum_error(start_response, "502 Bad Gateway",
+                             f"chart upstream unavailable: {errno_reason(exc, 200)}")

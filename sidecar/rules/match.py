@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Protocol
 from typing import TypeVar
 
+from sidecar.rules.globs import glob_match
 from sidecar.rules.policy import Filters
 
 
@@ -52,60 +51,3 @@ def accepts(
     ):
         return False
     return True
-
-
-def glob_match(pattern: str, value: str) -> bool:
-    """Doublestar globs, as Harbor's repository and tag filters (bmatcuk/doublestar)."""
-    return _compile(pattern).fullmatch(value) is not None
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    index = 0
-    depth = 0  # inside {a,b}
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            out.append("(?:.*/)?")  # zero or more whole segments
-            index += 3
-            continue
-        if pattern.startswith("**", index):
-            out.append(".*")
-            index += 2
-            continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            end = pattern.find("]", index + 1)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                body = pattern[index + 1:end]
-                negate = body.startswith(("!", "^"))
-                body = body[1:] if negate else body
-                out.append(f"[{'^' if negate else ''}{body.replace(chr(92), chr(92) * 2)}]")
-                index = end + 1
-                continue
-        elif char == "{":
-            depth += 1
-            out.append("(?:")
-        elif char == "}" and depth:
-            depth -= 1
-            out.append(")")
-        elif char == "," and depth:
-            out.append("|")
-        elif char == "\\" and index + 1 < len(pattern):
-            out.append(re.escape(pattern[index + 1]))
-            index += 2
-            continue
-        else:
-            out.append(re.escape(char))
-        index += 1
-    out.append(")" * depth)
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error:
-        return re.compile(re.escape(pattern))  # a pattern we cannot read matches only itself

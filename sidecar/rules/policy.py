@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.events.model import EVENT_TYPES
+from sidecar.rules.globs import glob_problem
 
 TARGET_TYPES = ("http", "slack")
 PAYLOAD_FORMATS = ("Default", "CloudEvents")
@@ -278,8 +279,9 @@ def check_glob(pattern: str, *, allow_empty: bool = False) -> str | None:
     """Why a filter pattern cannot be used, or None. "" names the anonymous operator."""
     if pattern == "":
         return None if allow_empty else "empty pattern"
-    if pattern.count("{") != pattern.count("}") or pattern.count("[") != pattern.count("]"):
-        return f"unbalanced brackets in pattern {pattern!r}"
+    problem = glob_problem(pattern)
+    if problem:
+        return problem
     return None
 
 

@@ -1,24 +1,30 @@
 """Read a chart upload's name and version from its package while the body streams through.
 
-The upload URL and ChartMuseum's 201 say nothing about which chart was saved; the package's
-`<chart>/Chart.yaml` does. The readers here are fed the body chunk by chunk, inflate the gzip
-incrementally, walk the tar headers and keep only Chart.yaml's bytes, and stop inflating once
-they have it. They look at no more than `limit` bytes of the package (compressed, and again
-inflated): `helm package` writes Chart.yaml first, so a real chart is found in its first kB,
-and a package whose Chart.yaml lies further in is proxied untouched without an event.
+Pure: the proxy's tap feeds the bytes in. The upload URL and ChartMuseum's 201 say nothing about
+which chart was saved; the package's `<chart>/Chart.yaml` does. The readers here are fed the
+body chunk by chunk, inflate the gzip incrementally, walk the tar headers and keep only
+Chart.yaml's bytes, and stop inflating once they have it. They look at no more than `limit`
+bytes of the package (compressed, and again inflated): `helm package` writes Chart.yaml first,
+so a real chart is found in its first kB, and a package whose Chart.yaml lies further in is
+proxied untouched without an event. A multipart form is taken apart by python-multipart's
+streaming parser, which bounds each part's header lines (count and length) itself.
 """
 
 from __future__ import annotations
 
 import tarfile
 import zlib
-from email.message import Message
 
-from sidecar.events.charts import chart_metadata
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import parse_options_header
+
+from sidecar.events.chartfiles import chart_metadata
 
 #: Largest Chart.yaml, GNU long name or pax header we keep in memory.
 MAX_MEMBER = 1024 * 1024
-#: Largest block of part headers in a multipart body.
+#: Most header bytes one part of a multipart body may have (python-multipart bounds each
+#: line at 4224 bytes and a part at 8 lines; this bounds their sum).
 MAX_PART_HEADERS = 16 * 1024
 _INFLATE_STEP = 256 * 1024
 _BLOCK = 512
@@ -179,119 +185,118 @@ class MultipartChartReader:
     """Streams a multipart/form-data body, handing the `chart` field's bytes to a reader.
 
     Field names are ChartMuseum's defaults (`chart`, `prov`), which Harbor's API also used.
-    `size` is the chart part's size; `chart`/`problem` come from the inner reader.
+    `size` is the chart part's size; `chart`/`problem` come from the inner reader. A body the
+    parser refuses (no boundary where one must be, over-long or too many part headers) stops
+    the reading with a problem; the upload itself is proxied as it came.
     """
 
     def __init__(self, boundary: str, reader: ChartYamlReader, field: str = "chart"):
-        self._delimiter = b"--" + boundary.encode("latin-1")
         self._reader = reader
         self._field = field
-        self._buf = bytearray()
-        self._state = "preamble"
-        self._current = ""
+        self._header = bytearray()
+        self._value = bytearray()
+        self._disposition = b""
+        self._header_bytes = 0
         self._seen_chart = False
         self._in_chart = False
+        self._ended = False
         self.size = 0
         self.problem = ""
+        callbacks = {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+        self._parser: MultipartParser | None = None
+        try:
+            self._parser = MultipartParser(boundary, callbacks)
+        except FormParserError as exc:
+            self._fail(f"unusable multipart boundary ({exc})")
 
     @property
     def chart(self) -> tuple[str, str] | None:
         return self._reader.chart
 
     def feed(self, data: bytes) -> None:
-        if self._state in ("done", "failed"):
+        if self._parser is None or self._ended:
             return
-        buf = self._buf
-        buf += data
-        delimiter = self._delimiter
-        while True:
-            if self._state == "preamble":
-                at = buf.find(delimiter)
-                if at < 0:
-                    del buf[: max(0, len(buf) - len(delimiter))]
-                    return
-                del buf[: at + len(delimiter)]
-                self._state = "boundary"
-            if self._state == "boundary":
-                if len(buf) < 2:
-                    return
-                if buf[:2] == b"--":
-                    self._finish_part()
-                    self._state = "done"
-                    buf.clear()
-                    return
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > 1024:
-                        return self._fail("malformed multipart boundary line")
-                    return
-                del buf[: end + 2]
-                self._finish_part()
-                self._state = "headers"
-            if self._state == "headers":
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_PART_HEADERS:
-                        return self._fail("multipart part headers too large")
-                    return
-                self._current = _field_name(bytes(buf[:end]))
-                del buf[: end + 4]
-                self._in_chart = self._current == self._field and not self._seen_chart
-                self._seen_chart = self._seen_chart or self._in_chart
-                self._state = "body"
-            if self._state == "body":
-                at = buf.find(b"\r\n" + delimiter)
-                if at < 0:
-                    keep = len(delimiter) + 2
-                    if len(buf) > keep:
-                        self._part_data(bytes(buf[: len(buf) - keep]))
-                        del buf[: len(buf) - keep]
-                    return
-                self._part_data(bytes(buf[:at]))
-                del buf[: at + 2 + len(delimiter)]
-                self._state = "boundary"
+        try:
+            self._parser.write(data)
+        except FormParserError as exc:
+            self._fail(f"malformed multipart body ({exc})")
+        except _HeadersTooLarge:
+            self._fail("multipart part headers too large")
 
     def finish(self) -> None:
-        if self._state not in ("done", "failed"):
+        if self._parser is not None and not self._ended:
             self._fail("multipart body ended before its closing boundary")
         if not self._seen_chart and not self.problem:
             self.problem = f"no {self._field!r} field in the multipart body"
 
-    def _part_data(self, data: bytes) -> None:
-        if self._in_chart and data:
-            self.size += len(data)
-            self._reader.feed(data)
+    def _fail(self, problem: str) -> None:
+        self._parser = None
+        self.problem = self.problem or problem
 
-    def _finish_part(self) -> None:
+    # -- the parser's callbacks ----------------------------------------------------------------
+    def _part_begin(self) -> None:
+        self._disposition = b""
+        self._header_bytes = 0
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._value += data[start:end]
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADERS:
+            raise _HeadersTooLarge
+
+    def _header_end(self) -> None:
+        if self._header.lower() == b"content-disposition":
+            self._disposition = bytes(self._value)
+        self._header.clear()
+        self._value.clear()
+
+    def _headers_finished(self) -> None:
+        name = parse_options_header(self._disposition)[1].get(b"name", b"")
+        self._in_chart = name.decode("latin-1") == self._field and not self._seen_chart
+        self._seen_chart = self._seen_chart or self._in_chart
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_chart:
+            self.size += end - start
+            self._reader.feed(data[start:end])
+
+    def _part_end(self) -> None:
         if self._in_chart:
             self._reader.finish()
             self._in_chart = False
             if self._reader.problem and not self.problem:
                 self.problem = self._reader.problem
 
-    def _fail(self, problem: str) -> None:
-        self._state = "failed"
-        self._buf.clear()
-        self.problem = self.problem or problem
+    def _end(self) -> None:
+        self._ended = True
 
 
-def _field_name(headers: bytes) -> str:
-    message = Message()
-    for line in headers.decode("utf-8", "replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if sep:
-            message[key.strip()] = value.strip()
-    return message.get_param("name", header="content-disposition") or ""
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback: stops the parse of this body."""
 
 
 def multipart_boundary(content_type: str) -> str | None:
     """The boundary of a multipart/form-data Content-Type, else None."""
-    if not content_type.lower().lstrip().startswith("multipart/form-data"):
+    kind, params = parse_options_header(content_type)
+    if kind != b"multipart/form-data":
         return None
-    message = Message()
-    message["content-type"] = content_type
-    boundary = message.get_param("boundary")
-    return boundary if isinstance(boundary, str) and boundary else None
+    return params.get(b"boundary", b"").decode("latin-1") or None
 
 
 class UploadInspector:
