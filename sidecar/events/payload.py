@@ -72,12 +72,20 @@ def _chart_payload(event: Any, *, hostname: str, public: bool,
     return chart_payload(event, hostname=hostname, public=public)
 
 
+def _scan_payload(event: Any, *, hostname: str, public: bool,
+                  date_created: int | None = None) -> dict[str, Any]:
+    from sidecar.events.scan import scan_payload  # scan imports this module
+
+    return scan_payload(event, hostname=hostname, public=public)
+
+
 #: event class name -> its Default payload builder. Each builder takes the event and the
 #: keywords `hostname`, `public` (the project's repo_type) and `date_created` (when the
 #: sidecar first saw the repository pushed, or None), and may ignore what it has no use for.
 PAYLOAD_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "ArtifactEvent": artifact_payload,
     "ChartEvent": _chart_payload,
+    "ScanEvent": _scan_payload,
 }
 
 
