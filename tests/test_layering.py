@@ -25,7 +25,7 @@ ALLOWED = {
 }
 PURE = ("events",)
 #: pure modules inside packages that also do I/O
-PURE_MODULES = ("scan/spec.py", "scan/report.py", "scan/summary.py")
+PURE_MODULES = ("scan/spec.py", "scan/report.py", "scan/summary.py", "scan/plan.py")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 
