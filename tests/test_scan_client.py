@@ -105,7 +105,7 @@ def test_a_scan_pulls_the_artifact_and_reports_what_its_layers_hold(adapter, pus
     assert got["severity"] == expected["severity"]
     assert got["scanner"] == {"name": "Simulated", "vendor": "Sidecar tests", "version": "1.0.0"}
     polls = [s for s in sim.seen if s.path.endswith("/report")]
-    assert len(polls) == 3  # twice 302, then the report
+    assert len(polls) >= 3  # 302 at least twice (more while the pull runs), then the report
     assert all(s.headers["accept"] == spec.GENERIC_REPORT for s in polls)
 
 
@@ -233,7 +233,7 @@ def test_an_adapter_that_never_finishes_ends_at_the_deadline(adapter, pushed):
     client = client_for(sim)
     scan_id = client.submit(request_for(reg, repository, tag, digest))
     with pytest.raises(AdapterError) as failure:
-        client.wait_for_report(scan_id, spec.GENERIC_REPORT, deadline=time.time() + 0.3)
+        client.wait_for_report(scan_id, spec.GENERIC_REPORT, deadline=time.time() + 2)
     assert str(failure.value) == "no report before the scan's deadline: the adapter kept " \
         "answering 302 (report not ready)"
 
