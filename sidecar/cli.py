@@ -80,7 +80,9 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     policies = sum(len(p.policies) for p in rules.projects)
-    print(f"{args.file}: OK, {len(rules.projects)} projects, {policies} webhook policies")
+    scanners = f", {len(rules.scanners)} scanners" if rules.scanners else ""
+    print(f"{args.file}: OK, {len(rules.projects)} projects, {policies} webhook policies"
+          f"{scanners}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Rules T1-T5 (the HTTP request) and B1-B15 (the Default body) are those our receivers survey
 derived from Argo CD Image Updater, Flux, Keel, Kargo, the Jenkins plugin, KubeVela, Backend.AI
-and go-deploy. Every failure names its rule, so a broken test says which receiver would break.
+and go-deploy. S1-S3 are what the Jenkins plugin, the receiver that acts on scan events, reads
+of them (its model classes under strict Jackson). Every failure names its rule, so a broken
+test says which receiver would break.
 
     assert_harbor_compatible(payload, host="harbor.example.com")
     assert_request_compatible("POST", url, headers, body, address=url, auth_header="s3cret")
@@ -29,9 +31,17 @@ HARBOR_EVENT_TYPES = frozenset({
     "UPLOAD_CHART", "DOWNLOAD_CHART", "DELETE_CHART",
 })
 ARTIFACT_EVENT_TYPES = frozenset({"PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT"})
+SCAN_EVENT_TYPES = frozenset({"SCANNING_COMPLETED", "SCANNING_FAILED", "SCANNING_STOPPED"})
+#: Jenkins' NativeReportSummary properties, and the values of its two enums.
+SUMMARY_KEYS = frozenset({"report_id", "scan_status", "severity", "duration", "summary",
+                          "start_time", "end_time", "scanner", "complete_percent"})
+SCAN_STATUSES = frozenset({"Not Scanned", "Pending", "Running", "Error", "Stopped", "Success",
+                           "Scheduled"})
+SEVERITIES = frozenset({"None", "Unknown", "Negligible", "Low", "Medium", "High", "Critical"})
 MAX_BODY = 1024 * 1024  # argocd-image-updater's limit, the smallest among receivers
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -116,6 +126,52 @@ def assert_harbor_compatible(payload: Mapping[str, Any] | bytes | str,
 
     if payload["type"] in ARTIFACT_EVENT_TYPES:
         _check_artifact(resources, repository, host)
+    if payload["type"] in SCAN_EVENT_TYPES:
+        _check_scan(resources, repository)
+
+
+def _check_scan(resources: list, repository: Mapping[str, Any] | None) -> None:
+    _check(len(resources) == 1, "S1", f"a scan event has exactly one resource (Jenkins reads "
+           f"[0]), got {len(resources)}")
+    resource = resources[0]
+    digest = resource.get("digest")
+    _check(isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None, "S1",
+           f"Jenkins matches the build's image on resources[0].digest, got {digest!r}")
+    url = resource.get("resource_url")
+    _check(isinstance(url, str) and url != "" and "://" not in url, "S1",
+           f"resource_url must be a pull reference without scheme, got {url!r}")
+    _check(isinstance(repository, Mapping) and repository.get("namespace")
+           and repository.get("name"), "S1", "Jenkins reads repository.namespace and .name")
+    overview = resource.get("scan_overview", {})
+    _check(isinstance(overview, Mapping), "S2", "scan_overview must be an object")
+    for mime, summary in overview.items():
+        _check(isinstance(mime, str) and isinstance(summary, Mapping), "S2",
+               f"scan_overview maps a report MIME type to a summary, got {mime!r}")
+        extra = set(summary) - SUMMARY_KEYS
+        _check(not extra, "S2", f"summary keys outside NativeReportSummary: {sorted(extra)}")
+        _check(summary.get("scan_status") in SCAN_STATUSES, "S2",
+               f"scan_status {summary.get('scan_status')!r} is not a Jenkins scan status")
+        # "" is what Harbor sends for a scan that did not succeed
+        _check(summary.get("severity") in SEVERITIES | {""}, "S2",
+               f"severity {summary.get('severity')!r} is not a Harbor severity")
+        for key in ("duration", "complete_percent"):
+            _check(_is_int(summary.get(key)), "S2", f"{key} must be an integer")
+        for key in ("start_time", "end_time"):
+            _check(isinstance(summary.get(key), str) and _TIME.fullmatch(summary[key]), "S2",
+                   f"{key} must be an RFC 3339 time, got {summary.get(key)!r}")
+        scanner = summary.get("scanner", {})
+        _check(isinstance(scanner, Mapping) and set(scanner) <= {"name", "vendor", "version"}
+               and all(isinstance(v, str) for v in scanner.values()), "S2",
+               f"scanner must be {{name, vendor, version}} strings, got {scanner!r}")
+        if "summary" in summary:
+            counts = summary["summary"]
+            _check(isinstance(counts, Mapping) and set(counts) <= {"total", "fixable", "summary"}
+                   and _is_int(counts.get("total")) and _is_int(counts.get("fixable")), "S3",
+                   f"summary must be {{total, fixable, summary}} with integers, got {counts!r}")
+            per = counts.get("summary", {})
+            _check(isinstance(per, Mapping) and set(per) <= SEVERITIES
+                   and all(_is_int(n) for n in per.values()), "S3",
+                   f"summary.summary maps Harbor severities to integers, got {per!r}")
 
 
 def _check_artifact(resources: list, repository: Mapping[str, Any] | None,

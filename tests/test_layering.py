@@ -22,8 +22,11 @@ ALLOWED = {
     "proxy": {"events", "neterrors"},
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "api": {"events", "rules", "store", "dispatch", "metrics", "report_text"},
+    "scan": {"events", "rules"},
 }
 PURE = ("events",)
+#: pure modules inside packages that also do I/O
+PURE_MODULES = ("scan/spec.py", "scan/report.py", "scan/summary.py", "scan/plan.py")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 
@@ -80,4 +83,19 @@ def test_no_module_borrows_another_modules_private_names():
                     f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.module}.{alias.name}"
                     for alias in node.names
                     if alias.name.startswith("_") and not alias.name.startswith("__"))
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_do_no_io(module):
+    """They import no I/O library, and of the sidecar only the pure core and each other."""
+
+    def pure(name: str) -> bool:
+        parts = name.split(".")
+        if parts[0] != "sidecar":
+            return parts[0] not in IO_MODULES
+        return parts[1] in PURE or "/".join(parts[1:]) + ".py" in PURE_MODULES
+
+    wrong = [f"{module}:{line}: imports {name}"
+             for line, name in _imports(PACKAGE / module) if not pure(name)]
     assert not wrong, "\n".join(wrong)

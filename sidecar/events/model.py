@@ -52,7 +52,7 @@ CHART_EVENTS = frozenset({UPLOAD_CHART, DOWNLOAD_CHART, DELETE_CHART})
 #   project     the Harbor project the event belongs to ("" = none: matches no policy)
 #   name        the repository inside the project ("" when none): what repository filters read
 #   tags, digest  what tag filters read (tags first; the digest when there are none)
-# and a payload builder registered in events.payload.PAYLOAD_BUILDERS.
+# and a payload builder registered in events.families.PAYLOAD_BUILDERS.
 
 
 class InProject:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 from sidecar.events.model import ArtifactEvent
@@ -114,22 +113,6 @@ def _envelope(event: Any, event_data: dict[str, Any]) -> dict[str, Any]:
         "operator": event.operator,
         "event_data": event_data,
     }
-
-
-#: event class name -> its Default payload builder. Each builder takes the event and the
-#: keywords `hostname`, `public` (the project's repo_type) and `date_created` (when the
-#: sidecar first saw the repository pushed, or None), and may ignore what it has no use for.
-PAYLOAD_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "ArtifactEvent": artifact_payload,
-    "ChartEvent": chart_payload,
-}
-
-
-def payload_for(event: Any, *, hostname: str, public: bool,
-                date_created: int | None = None) -> dict[str, Any]:
-    """The Default payload of any event family (the form deliveries keep; formats derive)."""
-    build = PAYLOAD_BUILDERS[type(event).__name__]
-    return build(event, hostname=hostname, public=public, date_created=date_created)
 
 
 #: Go's encoding/json escapes these inside strings (HTML safety, JavaScript line separators).

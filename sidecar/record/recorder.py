@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.events.families import payload_for
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
-from sidecar.events.payload import payload_for
 from sidecar.rules.match import accepts
 from sidecar.rules.match import matching
 from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS

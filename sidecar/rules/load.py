@@ -18,8 +18,13 @@ import yaml
 from sidecar.rules.policy import PROJECT_NAME
 from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
+from sidecar.rules.scanners import PROJECT_SCAN_KEYS
+from sidecar.rules.scanners import Scanner
+from sidecar.rules.scanners import parse_project_scanning
+from sidecar.rules.scanners import parse_scanners
 
-PROJECT_KEYS = ("name", "public", "webhooks")
+PROJECT_KEYS = ("name", "public", "webhooks", *PROJECT_SCAN_KEYS)
+TOP_LEVEL_KEYS = ("projects", "scanners")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -28,12 +33,15 @@ class Project:
     name: str
     public: bool
     policies: tuple[Policy, ...]
+    auto_scan: bool = False
+    scanner: str = ""  # "" = the default scanner
 
 
 @dataclass(frozen=True)
 class Rules:
     projects: tuple[Project, ...]
     source: str = ""
+    scanners: tuple[Scanner, ...] = ()
 
     def project(self, name: str) -> Project | None:
         for project in self.projects:
@@ -167,8 +175,10 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
     if not isinstance(root, dict):
         raise RulesError([f"{source}:1: the rules file must be a mapping with a 'projects' list"])
     for key in root:
-        if key != "projects":
-            report((key,), f"unknown top-level key '{key}' (expected 'projects')")
+        if key not in TOP_LEVEL_KEYS:
+            expected = " or ".join(f"'{k}'" for k in TOP_LEVEL_KEYS)
+            report((key,), f"unknown top-level key '{key}' (expected {expected})")
+    scanners = _scanners(root, environ, report)
     raw_projects = root.get("projects") or []
     if not isinstance(raw_projects, list):
         report(("projects",), "'projects' must be a list")
@@ -218,11 +228,31 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
                 continue
             names.add(policy.name)
             policies.append(_with_line(policy, _line_of(root, hook_path)))
+        scanning, found = parse_project_scanning(raw_project, scanners)
+        for problem in found:
+            report((*base, *problem.path), problem.message)
         if name:
-            projects.append(Project(name=name, public=bool(public), policies=tuple(policies)))
+            projects.append(Project(name=name, public=bool(public), policies=tuple(policies),
+                                    auto_scan=scanning.auto_scan, scanner=scanning.scanner))
     if problems:
         raise RulesError(problems)
-    return Rules(projects=tuple(projects), source=source)
+    return Rules(projects=tuple(projects), source=source, scanners=scanners or ())
+
+
+def _scanners(root: Any, environ: Mapping[str, str], report) -> tuple[Scanner, ...] | None:
+    """The `scanners:` section (None when broken: projects then skip their name checks)."""
+    expanded, missing = _expand_tree(root.get("scanners"), environ)
+    for var, sub_path in missing:
+        report(("scanners", *sub_path), f"environment variable {var} is not set")
+    scanners, found = parse_scanners(expanded)
+    unset = {tuple(sub_path) for _, sub_path in missing}
+    for problem in found:
+        if problem.path not in unset:  # already said: the variable is not set
+            report(("scanners", *problem.path), problem.message)
+    if found or missing:
+        return None
+    return tuple(dataclasses.replace(s, line=_line_of(root, ("scanners", i)))
+                 for i, s in enumerate(scanners))
 
 
 def _with_line(policy: Policy, line: int) -> Policy:
