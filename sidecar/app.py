@@ -22,6 +22,7 @@ from sidecar.api import metrics as metrics_api
 from sidecar.api import status as status_api
 from sidecar.api import ui as ui_api
 from sidecar.config import Settings
+from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
@@ -96,6 +97,9 @@ class Runtime:
         self.chart_upstream = (
             Upstream(settings.chart_upstream, read_timeout=settings.upstream_read_timeout)
             if settings.chart_upstream else None)
+        # deliveries and the test endpoint: the same rule for every webhook request
+        self.addresses = AddressPolicy.of(settings.allow_private_network_access,
+                                          settings.webhook_allowed_networks)
         self.dispatcher = Dispatcher(
             self.executor,
             DispatchSettings(
@@ -106,6 +110,7 @@ class Runtime:
                     backoff=settings.backoff_seconds,
                     backoff_max=settings.backoff_max_seconds,
                 ),
+                addresses=self.addresses,
             ),
             observe=metrics.observe_attempt,
         )

@@ -1,18 +1,25 @@
 """Settings: harbor.yml's keys where Harbor has one, the sidecar's own under `sidecar:`.
 
 Precedence: built-in defaults < harbor.yml < command-line flags. Unknown keys in the sidecar
-section are refused (a typo must not silently fall back to a default).
+section are refused (a typo must not silently fall back to a default). String values may name
+environment variables as the rules file does (`${VAR}`, `${VAR:-default}`, `$$` for `$`), so
+passwords can come from a secret store or env file instead of the file itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
 import yaml
+
+from sidecar.rules.load import expand_env
 
 
 class ConfigError(ValueError):
@@ -53,6 +60,10 @@ class Settings:
     job_lease_seconds: float = 60.0
     job_backoff_seconds: float = 10.0
     job_backoff_max_seconds: float = 600.0
+    # Harbor's network.allow_private_network_access: False refuses webhook (and Slack, and test
+    # endpoint) targets at loopback, private, link-local... addresses, except in these CIDRs
+    allow_private_network_access: bool = True
+    webhook_allowed_networks: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -64,6 +75,7 @@ _SIDECAR_KEYS = {
     "delivery": dict, "chart_upstream": str, "chart_depth": int, "chart_project": str,
     "chart_inspect_bytes": int, "retention_days": float, "retention_sweep_seconds": float,
     "jobs": dict,
+    "webhook_allowed_networks": list,
 }
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
@@ -87,8 +99,9 @@ def _typed(value: Any, kind: type, where: str) -> Any:
     return value
 
 
-def load_settings(path: str | None, base: Settings | None = None) -> Settings:
-    """Read harbor.yml at `path` (None: defaults only)."""
+def load_settings(path: str | None, base: Settings | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read harbor.yml at `path` (None: defaults only); `${VAR}` from `environ` (os.environ)."""
     settings = base or Settings()
     if not path:
         return settings
@@ -101,7 +114,24 @@ def load_settings(path: str | None, base: Settings | None = None) -> Settings:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping")
+    raw = _expand(raw, path, os.environ if environ is None else environ, ())
     return settings.replace(**_from_mapping(raw, path))
+
+
+def _expand(value: Any, path: str, environ: Mapping[str, str], where: tuple[str, ...]) -> Any:
+    """`${VAR}` in every string value; a variable neither set nor defaulted is an error."""
+    if isinstance(value, dict):
+        return {k: _expand(v, path, environ, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, environ, (*where, str(i))) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    text, missing = expand_env(value, environ)
+    if missing:
+        raise ConfigError(f"{path}: {'.'.join(where)}: environment variable "
+                          f"{missing[0]} is not set (write ${{{missing[0]}:-default}} "
+                          f"for an optional one)")
+    return text
 
 
 def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
@@ -131,6 +161,11 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
     log_section = _section(raw, "log", path)
     if "level" in log_section:
         out["log_level"] = str(log_section["level"]).lower()
+    network = _section(raw, "network", path)
+    if "allow_private_network_access" in network:
+        out["allow_private_network_access"] = _typed(
+            network["allow_private_network_access"], bool,
+            f"{path}: network.allow_private_network_access")
     external = _section(raw, "external_database", path).get("harbor")
     if external:
         if not isinstance(external, dict):
@@ -153,8 +188,22 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
                                       f"(known: {', '.join(sorted(keys))})")
                 out[prefix + sub] = _typed(sub_value, keys[sub], f"{path}: sidecar.{key}.{sub}")
             continue
+        if key == "webhook_allowed_networks":
+            out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path)
+            continue
         out[key] = _typed(value, _SIDECAR_KEYS[key], f"{path}: sidecar.{key}")
     return out
+
+
+def _networks(values: list[Any], path: str) -> tuple[str, ...]:
+    """CIDRs, each checked here so a typo stops the start instead of allowing nothing."""
+    for value in values:
+        try:
+            ipaddress.ip_network(str(value).strip(), strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: sidecar.webhook_allowed_networks: {value!r} is not a "
+                              f"CIDR network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
+    return tuple(str(value).strip() for value in values)
 
 
 def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import sys
 
 from sidecar.config import ConfigError
 from sidecar.config import load_settings
+from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.probe import probe
 from sidecar.dispatch.probe import sample_event
 from sidecar.rules.policy import PAYLOAD_FORMATS
@@ -44,7 +45,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds (default: notification.webhook_job_http_client_timeout "
                              "from --config, else 3; at most 10)")
-    parser.add_argument("--config", help="harbor.yml for the timeout and hostname")
+    parser.add_argument("--config", help="harbor.yml for the timeout, hostname and "
+                        "network.allow_private_network_access")
     parser.set_defaults(func=cmd_test_endpoint)
 
 
@@ -82,7 +84,9 @@ def cmd_test_endpoint(args: argparse.Namespace) -> int:
     target = policy.targets[0].as_dict()
     timeout = args.timeout or settings.webhook_job_http_client_timeout
     payload = sample_event(args.project, settings.hostname or "registry.example.com")
-    result = probe(target, payload, timeout)
+    addresses = AddressPolicy.of(settings.allow_private_network_access,
+                                 settings.webhook_allowed_networks)
+    result = probe(target, payload, timeout, addresses=addresses)
     kind = target["type"] + (f", {target['payload_format']}" if target.get("payload_format")
                              else "")
     where = f"POST {args.url} ({kind})"

@@ -285,3 +285,67 @@ def test_log_level_from_harbor_yml_is_validated(harbor_yml):
     settings = load_settings(harbor_yml("log:\n  level: Verbose\n"))
     with pytest.raises(ConfigError, match="log.level must be one of"):
         validate(settings)
+
+
+def test_private_network_access_is_allowed_by_default_as_in_harbor():
+    settings = load_settings(None)
+    assert settings.allow_private_network_access is True
+    assert settings.webhook_allowed_networks == ()
+
+
+def test_harbors_network_key_and_the_allowed_networks(harbor_yml):
+    settings = load_settings(harbor_yml("""\
+        network:
+          allow_private_network_access: false
+        sidecar:
+          webhook_allowed_networks: [10.20.0.0/16, "fd00::/8", 192.168.1.7]
+    """))
+    assert settings.allow_private_network_access is False
+    assert settings.webhook_allowed_networks == ("10.20.0.0/16", "fd00::/8", "192.168.1.7")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("network:\n  allow_private_network_access: 'no'\n",
+     "network.allow_private_network_access must be bool, got 'no'"),
+    ("network: [allow_private_network_access]\n", "network must be a mapping"),
+    ("sidecar:\n  webhook_allowed_networks: 10.0.0.0/8\n",
+     "sidecar.webhook_allowed_networks must be list, got '10.0.0.0/8'"),
+    ("sidecar:\n  webhook_allowed_networks: [10.0.0.0/33]\n",
+     "sidecar.webhook_allowed_networks: '10.0.0.0/33' is not a CIDR network"),
+    ("sidecar:\n  webhook_allowed_networks: [10.1.2.3/8]\n",
+     "sidecar.webhook_allowed_networks: '10.1.2.3/8' is not a CIDR network"),
+    ("sidecar:\n  webhook_allowed_networks: [intranet]\n",
+     "sidecar.webhook_allowed_networks: 'intranet' is not a CIDR network"),
+])
+def test_bad_network_settings_are_refused(harbor_yml, text, message):
+    path = harbor_yml(text)
+    assert refused(path).startswith(f"{path}: {message}")
+
+
+def test_values_name_environment_variables_like_the_rules_file(harbor_yml):
+    path = harbor_yml("""\
+        harbor_admin_password: ${ADMIN_PASSWORD}
+        external_database:
+          harbor:
+            host: ${DB_HOST:-db.internal}
+            password: ${DB_PASSWORD}
+        sidecar:
+          upstream: http://registry:5000
+          webhook_allowed_networks: ["${CIDR}"]
+          rules: /etc/cost-$$5.yaml
+    """)
+    settings = load_settings(path, environ={"ADMIN_PASSWORD": "s3cret", "DB_PASSWORD": "p@ss",
+                                            "CIDR": "10.0.0.0/8"})
+    assert settings.admin_password == "s3cret"
+    assert settings.database == "postgresql://postgres:p%40ss@db.internal:5432/registry"
+    assert settings.webhook_allowed_networks == ("10.0.0.0/8",)
+    assert settings.rules == "/etc/cost-$5.yaml"
+
+
+def test_an_unset_variable_is_refused_naming_key_and_variable(harbor_yml):
+    path = harbor_yml("harbor_admin_password: ${ADMIN_PASSWORD}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert str(info.value) == (
+        f"{path}: harbor_admin_password: environment variable ADMIN_PASSWORD is not set "
+        "(write ${ADMIN_PASSWORD:-default} for an optional one)")

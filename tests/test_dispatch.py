@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.sender import Sender
 from sidecar.dispatch.worker import Dispatcher
@@ -157,7 +158,8 @@ def test_silent_endpoint_times_out():
         from sidecar.dispatch.render import Request
 
         started = time.monotonic()
-        answer = Sender(timeout=0.3).send(Request(f"http://127.0.0.1:{port}/", b"{}", {}, True))
+        answer = Sender(timeout=0.3, addresses=AddressPolicy()).send(
+            Request(f"http://127.0.0.1:{port}/", b"{}", {}, True))
     assert answer.status_code is None and answer.error == "timeout after 0.3s"
     assert time.monotonic() - started < 5
 

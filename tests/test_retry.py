@@ -162,3 +162,11 @@ def test_http_dates_do_not_depend_on_the_local_time_zone(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_final_answer_fails_at_once_without_a_retry():
+    """A target the address policy refused: the next attempt would be refused the same way."""
+    decision = decide(RetryPolicy(max_attempts=3), 1, None,
+                      "refused: 127.0.0.1 is a loopback address (...)", None, NOW, final=True)
+    assert decision.status == FAILED and decision.retry_at is None
+    assert decision.reason == "refused: 127.0.0.1 is a loopback address (...) (not retried)"

@@ -296,7 +296,7 @@ def test_policy(ref: str):
     results = []
     for target in targets:
         outcome = probe(target, payload, settings.webhook_job_http_client_timeout,
-                        project_id=project.id)
+                        project_id=project.id, addresses=_runtime().addresses)
         results.append({
             "type": target.get("type", "http"),
             "address": redact_address(target["address"]),

@@ -294,7 +294,8 @@ def _test_endpoint(project: ProjectView, form: PolicyForm, raw: dict[str, Any],
     settings = _runtime().settings
     payload = sample_event(project.name, settings.hostname or request.host)
     outcome = probe(policy.targets[0].as_dict(), payload,
-                    settings.webhook_job_http_client_timeout, project_id=project.id)
+                    settings.webhook_job_http_client_timeout, project_id=project.id,
+                    addresses=_runtime().addresses)
     return _render_form(project, form, stored, test=outcome)
 
 

@@ -4,8 +4,9 @@ Harbor removed its test button because it let users make the server POST anywher
 Here it is admin-only and bounded: one request per target, a hard timeout, no proxy from the
 environment, redirects followed only to the same scheme, host and port (and only 307/308,
 which keep the method and body), and nothing of the answer but its status code comes back,
-so the endpoint cannot be used to read internal services. The auth header is sent, as a real
-delivery would, and never logged or echoed.
+so the endpoint cannot be used to read internal services. Every connection obeys the same
+address policy as deliveries (`network.allow_private_network_access`). The auth header is
+sent, as a real delivery would, and never logged or echoed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from sidecar.dispatch.addresses import AddressPolicy
+from sidecar.dispatch.addresses import AddressRefused
+from sidecar.dispatch.outbound import guard
 from sidecar.dispatch.render import Context
 from sidecar.dispatch.render import Request
 from sidecar.dispatch.render import render
@@ -59,10 +63,10 @@ def _same_origin(a: str, b: str) -> bool:
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
 
 
-def send_probe(request: Request, timeout: float) -> ProbeResult:
+def send_probe(request: Request, timeout: float, *, addresses: AddressPolicy) -> ProbeResult:
     """POST `request`, following only same-origin 307/308 redirects; 2xx is success."""
     timeout = min(max(timeout, 0.1), MAX_TIMEOUT)
-    session = requests.Session()
+    session = guard(requests.Session(), addresses)
     session.trust_env = False  # an environment proxy must not see the auth header
     url = request.url
     clock = time.monotonic()
@@ -76,6 +80,8 @@ def send_probe(request: Request, timeout: float) -> ProbeResult:
                     url, data=request.body, headers=request.headers, timeout=left,
                     verify=request.verify_tls, allow_redirects=False, stream=True,
                 )
+            except AddressRefused as exc:
+                return _result(None, clock, str(exc))
             except requests.exceptions.RequestException as exc:
                 return _result(None, clock, request_failure(exc, timeout))
             status = response.status_code
@@ -103,12 +109,12 @@ def send_probe(request: Request, timeout: float) -> ProbeResult:
 
 
 def probe(target: dict[str, Any], payload: dict[str, Any], timeout: float,
-          project_id: int | None = None) -> ProbeResult:
+          project_id: int | None = None, *, addresses: AddressPolicy) -> ProbeResult:
     """Render `payload` for `target` exactly as a delivery would (format, auth, signature),
-    and send it once."""
+    and send it once, only to an address `addresses` allows."""
     context = Context(delivery_uid=f"msg_test_{uuid.uuid4().hex}", now=time.time(),
                       project_id=project_id, request_id=str(uuid.uuid4()))
-    return send_probe(render(payload, target, context), timeout)
+    return send_probe(render(payload, target, context), timeout, addresses=addresses)
 
 
 def _result(status: int | None, clock: float, error: str, ok: bool = False) -> ProbeResult:

@@ -2,7 +2,9 @@
 
 Harbor's meaning: `webhook_job_max_retry` is the total number of attempts. Every non-2xx and
 every transport error is retried (the seed: "a code other than 2xx ... is re-sent"); 410 Gone
-ends at once (Standard Webhooks: the receiver says the endpoint is gone for good).
+ends at once (Standard Webhooks: the receiver says the endpoint is gone for good), and so does
+an attempt the sender marks final (a target the address policy refuses: a retry would be
+refused the same way).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def decide(
     retry_after: float | None,
     now: float,
     rng: Callable[[], float] = random.random,
+    *,
+    final: bool = False,
 ) -> Decision:
     """What to do after attempt number `attempt` ended with this answer."""
     if status_code is not None and 200 <= status_code < 300:
@@ -67,6 +71,8 @@ def decide(
         reason = error or "no response"
     if status_code == 410:
         return Decision(FAILED, None, f"{reason} (endpoint gone, not retried)")
+    if final:
+        return Decision(FAILED, None, f"{reason} (not retried)")
     if attempt >= policy.max_attempts:
         return Decision(FAILED, None, f"{reason} (gave up after {attempt} attempts)")
     delay = policy.delay(attempt, rng)

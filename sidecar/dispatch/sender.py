@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from sidecar.dispatch.addresses import AddressPolicy
+from sidecar.dispatch.addresses import AddressRefused
+from sidecar.dispatch.outbound import guard
 from sidecar.dispatch.render import Request
 from sidecar.neterrors import request_failure
 
@@ -22,13 +25,18 @@ class Answer:
     excerpt: str
     started_at: float
     duration_ms: int
+    #: Retrying cannot help: the address policy refused the target (see dispatch.addresses).
+    final: bool = False
 
 
 class Sender:
-    """One pooled HTTP session; `timeout` covers connect and each read, in seconds."""
+    """One pooled HTTP session; `timeout` covers connect and each read, in seconds.
 
-    def __init__(self, timeout: float):
-        self._session = requests.Session()
+    Every connection, redirect hops included, goes only where `addresses` allows.
+    """
+
+    def __init__(self, timeout: float, addresses: AddressPolicy):
+        self._session = guard(requests.Session(), addresses)
         self._session.trust_env = False  # a proxy from the environment must not see the secret
         self._timeout = timeout
 
@@ -45,6 +53,8 @@ class Sender:
                 proxies={},
                 cert=None,
             )
+        except AddressRefused as exc:
+            return self._fail(started, clock, str(exc), final=True)
         except requests.exceptions.RequestException as exc:
             return self._fail(started, clock, request_failure(exc, self._timeout))
         try:
@@ -76,8 +86,9 @@ class Sender:
         return prepared
 
     @staticmethod
-    def _fail(started: float, clock: float, error: str) -> Answer:
-        return Answer(None, error, None, "", started, int((time.monotonic() - clock) * 1000))
+    def _fail(started: float, clock: float, error: str, final: bool = False) -> Answer:
+        return Answer(None, error, None, "", started, int((time.monotonic() - clock) * 1000),
+                      final)
 
     @staticmethod
     def failed(started: float, error: str) -> Answer:

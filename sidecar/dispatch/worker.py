@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.ratelimit import IntervalLimiter
 from sidecar.dispatch.render import Context
 from sidecar.dispatch.render import needs_project_id
@@ -46,6 +47,8 @@ class DispatchSettings:
     finish_window: float = 0.02
     #: After a slot frees up, how long the claimer waits for others before claiming.
     claim_window: float = 0.01
+    #: Where deliveries may go (network.allow_private_network_access and its allow-list).
+    addresses: AddressPolicy = AddressPolicy()
 
     @property
     def lease(self) -> float:
@@ -61,7 +64,7 @@ class Dispatcher:
         self._executor = executor
         self._settings = settings
         self._observe = observe  # (outcome, seconds) after each attempt: metrics
-        self._sender = Sender(settings.timeout)
+        self._sender = Sender(settings.timeout, settings.addresses)
         self.sent = 0
         # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
         self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
@@ -132,7 +135,7 @@ class Dispatcher:
             now = time.time()
             decision = decide(
                 retry, attempt, answer.status_code, answer.error,
-                parse_retry_after(answer.retry_after, now), now,
+                parse_retry_after(answer.retry_after, now), now, final=answer.final,
             )
         outcome = queue.Outcome(
             status=decision.status,

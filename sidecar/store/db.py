@@ -40,6 +40,8 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
 }
 
+POSTGRES_EXTRA = "pip install 'registry-webhook-sidecar[postgres]'"
+
 #: Each step brings the schema from version i to i+1. Append, never edit.
 MIGRATIONS: tuple = (
     lambda db: db.create_tables(MODELS, safe=True),
@@ -114,6 +116,11 @@ def open_database(url: str) -> Database:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return db_url.connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
                               lock_type="IMMEDIATE")
+    try:  # a plain `pip install` lacks it; without this peewee fails at the first connect
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise ValueError(f"PostgreSQL needs the psycopg2 driver, which is not installed: "
+                         f"{POSTGRES_EXTRA}") from None
     parts = urlsplit(url)
     if not parts.hostname:  # postgresql:///db: the driver would try a Unix socket
         url = parts._replace(netloc=f"{parts.netloc}127.0.0.1").geturl()

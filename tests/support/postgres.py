@@ -32,16 +32,28 @@ def unreachable_reason() -> str | None:
     return None
 
 
-def create_database(prefix: str = "sidecar_test") -> str:
-    """Create an empty database; return its URL."""
+def create_database(prefix: str = "sidecar_test", owner: str | None = None) -> str:
+    """Create an empty database; return its URL. With `owner`, that login role (made if
+    missing; trust auth, so any password does) owns it and the URL names it."""
+    import psycopg2.errors
+
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = _admin()
     try:
         with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            if owner:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
+                if cur.fetchone() is None:
+                    try:
+                        cur.execute(f'CREATE ROLE "{owner}" LOGIN')
+                    except psycopg2.errors.DuplicateObject:  # made meanwhile by another run
+                        pass
+                cur.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+            else:
+                cur.execute(f'CREATE DATABASE "{name}"')
     finally:
         conn.close()
-    return f"postgresql://{USER}@{HOST}:{PORT}/{name}"
+    return f"postgresql://{owner or USER}@{HOST}:{PORT}/{name}"
 
 
 def drop_database(url: str) -> None:

@@ -39,10 +39,12 @@ class Receiver:
     """Answers each POST with the next Reply of `script` (the last one repeats)."""
 
     def __init__(self, script: list[Reply] | Callable[[Received], Reply] | None = None,
-                 port: int | None = None, tls: tuple[str, str] | None = None):
+                 port: int | None = None, tls: tuple[str, str] | None = None,
+                 host: str = "127.0.0.1"):
+        self.host = host  # any loopback address (127.0.0.2 for a second "host")
         self.port = port or free_port()
         self.tls = tls  # (certfile, keyfile): serve HTTPS
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hook"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}/hook"
         self.requests: list[Received] = []
         self._script = script or [Reply()]
         self._lock = threading.Condition()
@@ -92,7 +94,7 @@ class Receiver:
         class Server(http.server.ThreadingHTTPServer):
             request_queue_size = 128  # listen backlog: a sidecar opens up to 10 per worker at once
 
-        self._server = Server(("127.0.0.1", self.port), Handler)
+        self._server = Server((self.host, self.port), Handler)
         self._server.daemon_threads = True
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
