@@ -1,4 +1,5 @@
-"""CNCF Distribution (Debian's docker-registry) on a free loopback port."""
+"""CNCF Distribution (Debian's docker-registry) on a free loopback port: open, with htpasswd
+(Basic), or with `auth: token` trusting a token service (tests/support/tokens.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.ports import free_port
@@ -35,8 +37,23 @@ http:
 {auth}"""
 
 
+@dataclass(frozen=True)
+class TokenAuth:
+    """Distribution's `auth.token` section."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+    def yaml(self) -> str:
+        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
+                f"    issuer: {self.issuer}\n    rootcertbundle: {self.rootcertbundle}\n")
+
+
 class Registry:
-    def __init__(self, workdir: Path, htpasswd: Path | None = None):
+    def __init__(self, workdir: Path, htpasswd: Path | None = None,
+                 token: TokenAuth | None = None):
         if not os.path.exists(BINARY):
             raise RuntimeError(
                 "docker-registry is not installed: apt-get install -y docker-registry")
@@ -45,6 +62,7 @@ class Registry:
         self.url = f"http://127.0.0.1:{self.port}"
         self.netloc = f"127.0.0.1:{self.port}"
         self.htpasswd = htpasswd
+        self.token = token
         self.process: subprocess.Popen | None = None
         self.log_path = workdir / "registry.log"
 
@@ -53,6 +71,8 @@ class Registry:
         auth = ""
         if self.htpasswd:
             auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {self.htpasswd}\n"
+        elif self.token:
+            auth = self.token.yaml()
         config = self.workdir / "config.yml"
         config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth))
         self.process = subprocess.Popen(
