@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
 import threading
 import urllib.request
 
@@ -16,6 +17,7 @@ from sidecar.registry import Credential
 from sidecar.registry import DigestMismatch
 from sidecar.registry import NotFound
 from sidecar.registry import RegistryClient
+from sidecar.registry import RegistryUnavailable
 from sidecar.registry import TokenError
 from sidecar.registry import Unauthorized
 from tests.support.auth import htpasswd_file
@@ -315,3 +317,29 @@ def test_a_blob_that_does_not_match_its_digest_is_refused(scripted):
 def test_a_url_with_user_info_is_refused():
     with pytest.raises(ValueError, match="user info"):
         RegistryClient("http://bot:secret@127.0.0.1:5000")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (what an internal registry often has)."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_is_verified_against_a_ca_bundle_or_skipped_when_insecure(
+        token_registry_factory, certificate):
+    reg = token_registry_factory(_accounts(), tls=certificate)
+    assert reg.url.startswith("https://")
+    with pytest.raises(RegistryUnavailable, match="TLS: certificate verify failed"):
+        RegistryClient(reg.url, BOT).ping()
+    trusting = RegistryClient(reg.url, BOT, verify=certificate[0])
+    _push_image(trusting, "acc/app", "v1", b"layer")
+    insecure = RegistryClient(reg.url, BOT, verify=False)
+    assert list(insecure.tags("acc/app")) == ["v1"]

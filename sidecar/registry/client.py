@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -60,6 +61,8 @@ MANIFEST_LIMIT = 4 * 1024 * 1024
 #: one page of tags/list or _catalog
 PAGE_LIMIT = 16 * 1024 * 1024
 _ERROR_LIMIT = 64 * 1024
+#: "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c"
+_TLS_REASON = re.compile(r"\[SSL[^\]]*\] ([^'(]+)")
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,9 @@ def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
     text = str(exc)
+    tls = _TLS_REASON.search(text)
+    if tls:
+        return f"TLS: {tls.group(1).strip()}"
     if "[Errno" in text:
         return text[text.index("[Errno"):].split("'")[0].rstrip(")")
     return type(exc).__name__

@@ -34,7 +34,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: test-secret-{port}
-{auth}"""
+{tls}{auth}"""
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,15 @@ class TokenAuth:
 
 class Registry:
     def __init__(self, workdir: Path, htpasswd: Path | None = None,
-                 token: TokenAuth | None = None):
+                 token: TokenAuth | None = None, tls: tuple[str, str] | None = None):
+        """`tls`: (certificate, key) PEM files to serve HTTPS with."""
         if not os.path.exists(BINARY):
             raise RuntimeError(
                 "docker-registry is not installed: apt-get install -y docker-registry")
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.netloc = f"127.0.0.1:{self.port}"
         self.htpasswd = htpasswd
         self.token = token
@@ -74,13 +76,16 @@ class Registry:
         elif self.token:
             auth = self.token.yaml()
         config = self.workdir / "config.yml"
-        config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth))
+        tls = (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+               if self.tls else "")
+        config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth,
+                                        tls=tls))
         self.process = subprocess.Popen(
             [BINARY, "serve", str(config)],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_http(f"{self.url}/v2/")
+        wait_http(f"{self.url}/v2/", verify=not self.tls)
         return self
 
     def stop(self) -> None:

@@ -319,11 +319,13 @@ class TokenRegistry:
         self.tokens.stop()
 
 
-def token_registry(workdir: Path, accounts: dict[str, Account], **options) -> TokenRegistry:
-    """Start a token service (options: TokenService's) and a registry that trusts it."""
+def token_registry(workdir: Path, accounts: dict[str, Account],
+                   tls: tuple[str, str] | None = None, **options) -> TokenRegistry:
+    """Start a token service (options: TokenService's) and a registry that trusts it (served
+    over HTTPS with `tls` = (certificate, key))."""
     tokens = TokenService(workdir / "tokens", accounts, **options).start()
     try:
-        registry = Registry(workdir / "registry", token=tokens.auth_config()).start()
+        registry = Registry(workdir / "registry", token=tokens.auth_config(), tls=tls).start()
     except BaseException:
         tokens.stop()
         raise
