@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -27,6 +26,11 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from sidecar.registry.answers import failure
+from sidecar.registry.answers import length
+from sidecar.registry.answers import media_type
+from sidecar.registry.answers import reason
+from sidecar.registry.answers import where
 from sidecar.registry.auth import PassThrough
 from sidecar.registry.auth import RegistryAuth
 from sidecar.registry.challenge import CATALOG
@@ -60,9 +64,6 @@ MANIFEST_MEDIA_TYPES = (
 MANIFEST_LIMIT = 4 * 1024 * 1024
 #: one page of tags/list or _catalog
 PAGE_LIMIT = 16 * 1024 * 1024
-_ERROR_LIMIT = 64 * 1024
-#: "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c"
-_TLS_REASON = re.compile(r"\[SSL[^\]]*\] ([^'(]+)")
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class RegistryClient:
         if is_digest(reference):
             check_digest(data, reference, what)
         digest = response.headers.get("Docker-Content-Digest") or digest_of(data)
-        return Manifest(data, _media_type(response), digest)
+        return Manifest(data, media_type(response), digest)
 
     def head_manifest(self, repository: str, reference: str,
                       accept: tuple[str, ...] = MANIFEST_MEDIA_TYPES) -> Descriptor | None:
@@ -159,7 +160,7 @@ class RegistryClient:
             return None
         response.close()
         return Descriptor(response.headers.get("Docker-Content-Digest", ""),
-                          _media_type(response), _length(response))
+                          media_type(response), length(response))
 
     def put_manifest(self, repository: str, reference: str, data: bytes,
                      media_type: str) -> str:
@@ -221,7 +222,7 @@ class RegistryClient:
         except NotFound:
             return None
         response.close()
-        return _length(response)
+        return length(response)
 
     def open_blob(self, repository: str, digest: str, verify: bool = True) -> BlobReader:
         """The blob as a stream (bounded memory); with `verify` its end checks the digest."""
@@ -325,7 +326,7 @@ class RegistryClient:
                 response = self._session.request(method, url, headers=send, data=body,
                                                  stream=stream, timeout=self._timeout)
             except requests.RequestException as exc:
-                raise RegistryUnavailable(f"{method} {_where(url)}: {_reason(exc)}") from exc
+                raise RegistryUnavailable(f"{method} {where(url)}: {reason(exc)}") from exc
             if response.status_code != 401 or attempt or replay is None:
                 break
             if not self._auth.challenged(response, scopes, sent):
@@ -333,7 +334,7 @@ class RegistryClient:
             response.close()
             replay()
         if response.status_code not in expect:
-            raise _failure(response, method, url, stream)
+            raise failure(response, method, url, stream)
         return response
 
 
@@ -353,15 +354,6 @@ def _manifest_path(repository: str, reference: str) -> str:
     return f"/v2/{repository}/manifests/{reference}"
 
 
-def _media_type(response: requests.Response) -> str:
-    return response.headers.get("Content-Type", "").split(";")[0].strip()
-
-
-def _length(response: requests.Response) -> int | None:
-    value = response.headers.get("Content-Length", "")
-    return int(value) if value.isdigit() else None
-
-
 def _replay(body) -> Callable[[], None] | None:
     """How to send `body` again after a 401, or None when it cannot be (a consumed stream)."""
     if body is None or isinstance(body, bytes | str):
@@ -373,41 +365,3 @@ def _replay(body) -> Callable[[], None] | None:
             return None
         return lambda: body.seek(position)
     return None
-
-
-def _where(url: str) -> str:
-    """host and path of a URL, never its query (upload state) or user info."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    text = str(exc)
-    tls = _TLS_REASON.search(text)
-    if tls:
-        return f"TLS: {tls.group(1).strip()}"
-    if "[Errno" in text:
-        return text[text.index("[Errno"):].split("'")[0].rstrip(")")
-    return type(exc).__name__
-
-
-def _failure(response: requests.Response, method: str, url: str,
-             stream: bool) -> RegistryError:
-    """The registry's refusal as an exception: status, and its error code and message."""
-    code = message = ""
-    if method != "HEAD":
-        try:
-            body = response.raw.read(_ERROR_LIMIT, decode_content=True) if stream \
-                else response.content[:_ERROR_LIMIT]
-            first = (json.loads(body).get("errors") or [{}])[0]
-            code, message = str(first.get("code", "")), str(first.get("message", ""))[:200]
-        except Exception:  # no JSON error body: the status says enough
-            pass
-    response.close()
-    status = response.status_code
-    text = f"{method} {_where(url)}: {status}" + (f" {code}: {message}" if code else "")
-    kind = NotFound if status == 404 else Unauthorized if status in (401, 403) \
-        else RegistryError
-    return kind(text, status=status, code=code)
