@@ -115,6 +115,7 @@ class RegistryClient:
         """This client sending someone else's Authorization verbatim (no token flow): the
         fallback when the sidecar has no credential of its own. Shares the connection pool."""
         view = copy.copy(self)
+        view._credential = None
         view._auth = PassThrough(authorization)
         return view
 
