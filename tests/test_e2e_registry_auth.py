@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from tests.conftest import webhook_rules
 from tests.support import clients
+from tests.support.auth import basic
 from tests.support.auth import htpasswd_file
 from tests.support.registry import Registry
 from tests.support.tokens import Account
@@ -280,3 +282,38 @@ def test_serve_refuses_a_credential_whose_variable_is_unset(token_reg, sidecar_f
     assert ("sidecar: configuration error: " in sidecar.log()
             and "sidecar.registry_credential.password: environment variable "
                 "SIDECAR_REGISTRY_PASSWORD is not set" in sidecar.log())
+
+
+def test_where_the_sidecars_identity_is_refused_the_clients_own_token_is_used(
+        token_registry_factory, sidecar_factory, receiver, image):
+    accounts = _accounts()
+    accounts["sidecar-bot"] = Account(PASSWORDS["sidecar-bot"], {"repository:other/*": ["pull"]})
+    reg = token_registry_factory(accounts)
+    sidecar = _sidecar(sidecar_factory, reg.url, receiver)
+    layout, digest = image("v1")
+    repo = _repo()
+    clients.push(layout, "v1", f"{sidecar.netloc}/{repo}:v1", creds=_creds("pusher"))
+    token = _token(reg, "deleter", f"repository:{repo}:pull,delete")
+
+    request = urllib.request.Request(f"{sidecar.url}/v2/{repo}/manifests/{digest}",
+                                     method="DELETE",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 202
+
+    delete = _received(receiver, 2)[1]
+    assert (delete["type"], delete["operator"]) == ("DELETE_ARTIFACT", "deleter")
+    assert _resource(delete)["tag"] == "v1"
+    assert delete["event_data"]["custom_attributes"]["size"] == str(
+        _layout_size(layout, digest))
+    assert f"pre-delete lookup of {repo}@{digest}: GET" in sidecar.log()  # says it was refused
+    _assert_no_secret(sidecar.log(), reg.tokens.secrets())
+
+
+def _token(reg, user: str, scope: str) -> str:
+    """A token straight from the token service, as a client would get it (GET with Basic)."""
+    query = urllib.parse.urlencode({"service": reg.tokens.service, "scope": scope})
+    request = urllib.request.Request(f"{reg.tokens.realm}?{query}",
+                                     headers={"Authorization": basic(user, PASSWORDS[user])})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())["token"]

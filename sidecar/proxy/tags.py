@@ -16,6 +16,7 @@ from sidecar.events.manifest import manifest_size
 from sidecar.registry import NotFound
 from sidecar.registry import RegistryClient
 from sidecar.registry import RegistryError
+from sidecar.registry import Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ class Describer:
     """Looks up a manifest's tags and size before it is deleted.
 
     With `sidecar.registry_credential` the registry client reads as the sidecar: a client that
-    deletes with a delete-only token (skopeo asks for one) could not read them. Without it the
-    lookups send the deleting client's own Authorization, as that client would (degraded).
+    deletes with a delete-only token (skopeo asks for one) could not read them. Without it, or
+    where the sidecar's identity is refused, the lookups send the deleting client's own
+    Authorization, as that client would.
     """
 
     def __init__(self, registry: RegistryClient, index: TagIndex, concurrency: int = 8):
@@ -65,8 +67,16 @@ class Describer:
     def describe_manifest(self, repository: str, digest: str, headers: dict[str, str]
                           ) -> tuple[tuple[str, ...], int | None, bytes]:
         """describe() plus the manifest's bytes (b"" if unreadable): they tell a Helm chart."""
-        client = self._client_for(headers)
-        manifest = self._manifest(client, repository, digest)
+        authorization = next(
+            (v for k, v in headers.items() if k.lower() == "authorization"), None)
+        client = self._registry
+        if not client.has_credential and authorization:
+            client = client.as_client(authorization)
+        manifest, refused = self._manifest(client, repository, digest)
+        if refused and client.has_credential and authorization:
+            # the sidecar's own identity may not read this repository: do as the client would
+            client = client.as_client(authorization)
+            manifest, _ = self._manifest(client, repository, digest)
         size = manifest_size(manifest) if manifest else None
         known = self._index.tags_for(repository, digest)
         tags = self._pointing_at(client, repository, digest, known) if known else []
@@ -76,21 +86,16 @@ class Describer:
             tags = self._pointing_at(client, repository, digest, listed)
         return tuple(sorted(tags, key=lambda t: (t not in known, t))), size, manifest
 
-    def _client_for(self, headers: dict[str, str]) -> RegistryClient:
-        if self._registry.has_credential:
-            return self._registry
-        authorization = next(
-            (v for k, v in headers.items() if k.lower() == "authorization"), None)
-        return self._registry.as_client(authorization) if authorization else self._registry
-
-    def _manifest(self, client: RegistryClient, repository: str, digest: str) -> bytes:
+    def _manifest(self, client: RegistryClient, repository: str, digest: str
+                  ) -> tuple[bytes, bool]:
+        """The manifest's bytes (b"" if unreadable), and whether reading it was refused."""
         try:
-            return client.get_manifest(repository, digest).data
+            return client.get_manifest(repository, digest).data, False
         except NotFound:
-            return b""
+            return b"", False
         except RegistryError as exc:
             log.warning("pre-delete lookup of %s@%s: %s", repository, digest, exc)
-            return b""
+            return b"", isinstance(exc, Unauthorized)
 
     def _list_tags(self, client: RegistryClient, repository: str) -> list[str]:
         tags: list[str] = []
