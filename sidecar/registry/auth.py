@@ -232,7 +232,8 @@ class RegistryAuth:
 
     def _refused(self, realm: str, status: int) -> TokenError:
         who = f"user {self._credential.username!r}" if self._credential else "anonymous"
-        return TokenError(f"token service {_where(realm)} refused {who} ({status})",
+        verb = "refused" if status in (401, 403) else "failed for"
+        return TokenError(f"token service {_where(realm)} {verb} {who} ({status})",
                           status=status)
 
 
