@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from sidecar.neterrors import errno_reason
 from sidecar.registry.errors import NotFound
 from sidecar.registry.errors import RegistryError
 from sidecar.registry.errors import Unauthorized
@@ -44,7 +45,7 @@ def reason(exc: requests.RequestException) -> str:
     if tls:
         return f"TLS: {tls.group(1).strip()}"
     if "[Errno" in text:
-        return text[text.index("[Errno"):].split("'")[0].rstrip(")")
+        return errno_reason(exc, 200)
     return type(exc).__name__
 
 
