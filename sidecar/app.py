@@ -35,6 +35,7 @@ from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.upstream import Upstream
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
+from sidecar.registry import RegistryClient
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 from sidecar.store import clock
@@ -94,6 +95,8 @@ class Runtime:
         self._preloaded = preloaded
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
+        # the sidecar's own identity toward the upstream (sidecar.registry_credential)
+        self.registry = RegistryClient(settings.upstream, settings.registry_credential)
         self.chart_upstream = (
             Upstream(settings.chart_upstream, read_timeout=settings.upstream_read_timeout)
             if settings.chart_upstream else None)
@@ -277,7 +280,8 @@ def create_app(settings: Settings, start: bool = True,
         metrics.observe_events(events)
         submit(events)
 
-    proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request)
+    proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request,
+                     registry=runtime.registry)
     charts = None
     if runtime.chart_upstream is not None:
         charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,

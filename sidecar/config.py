@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sidecar.registry.credential import Credential
 from sidecar.rules.load import expand_env
 
 
@@ -64,6 +65,9 @@ class Settings:
     # endpoint) targets at loopback, private, link-local... addresses, except in these CIDRs
     allow_private_network_access: bool = True
     webhook_allowed_networks: tuple[str, ...] = ()
+    # the sidecar's own identity toward the upstream (pre-delete lookups, ...); None: fall back
+    # to the client's Authorization for lookups and to anonymous elsewhere
+    registry_credential: Credential | None = None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -76,6 +80,7 @@ _SIDECAR_KEYS = {
     "chart_inspect_bytes": int, "retention_days": float, "retention_sweep_seconds": float,
     "jobs": dict,
     "webhook_allowed_networks": list,
+    "registry_credential": dict,
 }
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
@@ -191,6 +196,9 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
         if key == "webhook_allowed_networks":
             out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path)
             continue
+        if key == "registry_credential":
+            out[key] = _credential(value, f"{path}: sidecar.registry_credential")
+            continue
         out[key] = _typed(value, _SIDECAR_KEYS[key], f"{path}: sidecar.{key}")
     return out
 
@@ -204,6 +212,30 @@ def _networks(values: list[Any], path: str) -> tuple[str, ...]:
             raise ConfigError(f"{path}: sidecar.webhook_allowed_networks: {value!r} is not a "
                               f"CIDR network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
     return tuple(str(value).strip() for value in values)
+
+
+def _credential(value: Any, where: str) -> Credential:
+    """{username, password} (`${VAR}` already expanded with the rest of the file); no message
+    ever quotes a value."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping with username and password")
+    unknown = sorted(str(k) for k in value if k not in ("username", "password"))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {', '.join(unknown)} "
+                          "(known: username, password)")
+    found: dict[str, str] = {}
+    for key in ("username", "password"):
+        text = value.get(key)
+        if text is None:
+            raise ConfigError(f"{where}.{key} is missing")
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}.{key} must be a string (quote it in YAML)")
+        if not text:
+            raise ConfigError(f"{where}.{key} is empty")
+        found[key] = text
+    if ":" in found["username"]:
+        raise ConfigError(f"{where}.username must not contain ':' (Basic auth cannot carry it)")
+    return Credential(found["username"], found["password"])
 
 
 def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from tests.support.images import make_image
 from tests.support.receiver import Receiver
 from tests.support.registry import Registry
 from tests.support.sidecar import Sidecar
+from tests.support.tokens import TokenRegistry
+from tests.support.tokens import token_registry
 
 REQUIRED_TOOLS = ("docker-registry", "skopeo")
 
@@ -30,6 +32,22 @@ def registry(tmp_path_factory) -> Registry:
     reg = Registry(tmp_path_factory.mktemp("registry")).start()
     yield reg
     reg.stop()
+
+
+@pytest.fixture
+def token_registry_factory(tmp_path):
+    """Factory: a registry with `auth: token` and its token service, from a user -> Account
+    table (tests/support/tokens.py); options as TokenService's (lifetime, key_id, oauth...)."""
+    started: list[TokenRegistry] = []
+
+    def make(accounts, name: str = "token-registry", **options) -> TokenRegistry:
+        made = token_registry(tmp_path / f"{name}{len(started)}", accounts, **options)
+        started.append(made)
+        return made
+
+    yield make
+    for made in started:
+        made.stop()
 
 
 @pytest.fixture

@@ -349,3 +349,55 @@ def test_an_unset_variable_is_refused_naming_key_and_variable(harbor_yml):
     assert str(info.value) == (
         f"{path}: harbor_admin_password: environment variable ADMIN_PASSWORD is not set "
         "(write ${ADMIN_PASSWORD:-default} for an optional one)")
+
+
+# --- the sidecar's registry credential ----------------------------------------------------------
+
+def test_registry_credential_reads_variables_from_the_environment(harbor_yml, monkeypatch):
+    monkeypatch.setenv("REG_USER", "sidecar-bot")
+    monkeypatch.setenv("REG_PASSWORD", "pw-from-env-3c1")
+    path = harbor_yml("""\
+        sidecar:
+          registry_credential:
+            username: ${REG_USER}
+            password: ${REG_PASSWORD}
+        """)
+    credential = load_settings(path).registry_credential
+    assert (credential.username, credential.password) == ("sidecar-bot", "pw-from-env-3c1")
+    assert "pw-from-env" not in repr(load_settings(path))
+    # expanded once, with the rest of the file: `$$` is a `$`, a value from the environment is
+    # taken as it is
+    monkeypatch.setenv("REG_PASSWORD", "has-${DOLLAR}-inside")
+    path = harbor_yml("sidecar:\n  registry_credential: {username: bot, password: "
+                      "'pa$$word-${REG_PASSWORD}'}\n")
+    assert load_settings(path).registry_credential.password == "pa$word-has-${DOLLAR}-inside"
+
+
+def test_no_registry_credential_by_default(harbor_yml):
+    assert load_settings(None).registry_credential is None
+    assert load_settings(harbor_yml("sidecar:\n  registry_credential:\n")).registry_credential \
+        is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("registry_credential: 'bot:pw-SECRET-1'",
+     "sidecar.registry_credential must be a mapping with username and password"),
+    ("registry_credential: {username: bot}", "sidecar.registry_credential.password is missing"),
+    ("registry_credential: {username: bot, password: 12345}",
+     "sidecar.registry_credential.password must be a string (quote it in YAML)"),
+    ("registry_credential: {username: bot, password: '', extra: pw-SECRET-1}",
+     "sidecar.registry_credential: unknown key extra (known: username, password)"),
+    ("registry_credential: {username: bot, password: ''}",
+     "sidecar.registry_credential.password is empty"),
+    ("registry_credential: {username: 'a:b', password: pw-SECRET-1}",
+     "sidecar.registry_credential.username must not contain ':'"),
+    ("registry_credential: {username: bot, password: '${UNSET_SIDECAR_PW}'}",
+     "sidecar.registry_credential.password: environment variable UNSET_SIDECAR_PW is not set"),
+])
+def test_a_bad_registry_credential_is_refused_without_quoting_it(harbor_yml, monkeypatch,
+                                                                 text, message):
+    monkeypatch.delenv("UNSET_SIDECAR_PW", raising=False)
+    path = harbor_yml(f"sidecar:\n  {text}\n")
+    refusal = refused(path)
+    assert refusal.startswith(f"{path}: {message}")
+    assert "SECRET" not in refusal

@@ -135,7 +135,8 @@ def test_delete_finds_tags_pushed_directly_to_the_registry(sidecar_factory, regi
     # by digest: the sidecar has never seen a tag of this artifact and must list them
     clients.delete(f"{sidecar.netloc}/{repo}@{digest}")
 
-    [delete] = [e for e in recorded.wait_events(sidecar, 1) if e["type"] == "DELETE_ARTIFACT"]
+    # skopeo reads the manifest (a pull) before it deletes: wait for both
+    [delete] = [e for e in recorded.wait_events(sidecar, 2) if e["type"] == "DELETE_ARTIFACT"]
     assert resource(delete) == {"digest": digest, "tag": "direct",
                                 "resource_url": f"{sidecar.netloc}/{repo}:direct"}
     assert delete["payload"]["event_data"]["custom_attributes"]["size"] == str(

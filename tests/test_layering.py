@@ -1,6 +1,7 @@
 """The folders follow the data flow (proxy -> events -> record -> store -> dispatch; api reads
 the store), and no import runs back up it: the pure core never imports the proxy, the API or
-the CLI. A new import that breaks this fails here, naming the file and the import."""
+the CLI, and the registry client (sidecar/registry/, I/O) imports none of proxy, api or the
+CLI. A new import that breaks this fails here, naming the file and the import."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ ALLOWED = {
     "record": {"events", "rules", "store"},
     "jobs": {"store"},
     "dispatch": {"events", "rules", "store", "jobs", "neterrors"},
-    "proxy": {"events", "neterrors"},
+    "registry": {"neterrors"},
+    "proxy": {"events", "neterrors", "registry"},
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
-    "api": {"events", "rules", "store", "dispatch", "metrics", "report_text"},
+    "api": {"events", "rules", "store", "dispatch", "metrics", "report_text", "registry"},
     "scan": {"events", "rules"},
 }
 PURE = ("events",)

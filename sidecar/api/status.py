@@ -19,6 +19,7 @@ from flask import jsonify
 from flask import render_template
 from flask import request
 
+from sidecar.registry.features import credential_report
 from sidecar.store.reports import public_target  # noqa: F401  (re-exported for the API)
 from sidecar.store.reports import redact_address
 from sidecar.store.reports import status_report
@@ -57,6 +58,7 @@ def status():
     body["rules"] = runtime.rules_state()
     body["recorder"] = {"buffered": runtime.recorder.backlog, "dropped": runtime.recorder.dropped}
     body["notification_enable"] = runtime.executor.run(runtime.notifications_enabled)
+    body["registry_credential"] = credential_report(runtime.registry.has_credential)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:

@@ -33,6 +33,7 @@ from sidecar.proxy.taps import Prefix
 from sidecar.proxy.taps import Tap
 from sidecar.proxy.taps import tap_body
 from sidecar.proxy.upstream import Upstream
+from sidecar.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ class ProxyApp:
     """WSGI: forward to `upstream`, hand inferred events to `sink` (which must not block)."""
 
     def __init__(self, upstream: Upstream, sink: Sink, index: TagIndex | None = None,
-                 observe: Callable[[str, int], None] | None = None):
+                 observe: Callable[[str, int], None] | None = None,
+                 registry: RegistryClient | None = None):
         self.upstream = upstream
         self.sink = sink
         self.index = index or TagIndex()
-        self.describer = Describer(upstream, self.index)
+        # the sidecar's own client for pre-delete lookups (anonymous when none is given)
+        self.describer = Describer(registry or RegistryClient(upstream.url), self.index)
         self.observe = observe
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:

@@ -2,30 +2,24 @@
 
 The registry's 202 to a manifest DELETE names no tags, yet Harbor's DELETE_ARTIFACT carries the
 tags the artifact had. So before forwarding a DELETE the proxy asks: tags it saw pointing at the
-digest are checked with a HEAD each; when it knows none it lists the repository's tags.
+digest are checked with a HEAD each; when it knows none it lists the repository's tags. The
+asking goes through the sidecar's registry client (sidecar/registry/).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 
-import urllib3
-
 from sidecar.events.manifest import manifest_size
-from sidecar.proxy.upstream import Upstream
+from sidecar.registry import NotFound
+from sidecar.registry import RegistryClient
+from sidecar.registry import RegistryError
+from sidecar.registry import Unauthorized
 
 log = logging.getLogger(__name__)
 
-MANIFEST_ACCEPT = ", ".join((
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-))
 MAX_TAGS_CHECKED = 1000
 
 
@@ -52,10 +46,16 @@ class TagIndex:
 
 
 class Describer:
-    """Looks up a manifest's tags and size before it is deleted, as the client would."""
+    """Looks up a manifest's tags and size before it is deleted.
 
-    def __init__(self, upstream: Upstream, index: TagIndex, concurrency: int = 8):
-        self._upstream = upstream
+    With `sidecar.registry_credential` the registry client reads as the sidecar: a client that
+    deletes with a delete-only token (skopeo asks for one) could not read them. Without it, or
+    where the sidecar's identity is refused, the lookups send the deleting client's own
+    Authorization, as that client would.
+    """
+
+    def __init__(self, registry: RegistryClient, index: TagIndex, concurrency: int = 8):
+        self._registry = registry
         self._index = index
         self._concurrency = concurrency
 
@@ -67,64 +67,60 @@ class Describer:
     def describe_manifest(self, repository: str, digest: str, headers: dict[str, str]
                           ) -> tuple[tuple[str, ...], int | None, bytes]:
         """describe() plus the manifest's bytes (b"" if unreadable): they tell a Helm chart."""
-        base = {k: v for k, v in headers.items() if k.lower() in ("authorization", "host")}
-        manifest = self._manifest(repository, digest, base)
+        authorization = next(
+            (v for k, v in headers.items() if k.lower() == "authorization"), None)
+        client = self._registry
+        if not client.has_credential and authorization:
+            client = client.as_client(authorization)
+        manifest, refused = self._manifest(client, repository, digest)
+        if refused and client.has_credential and authorization:
+            # the sidecar's own identity may not read this repository: do as the client would
+            client = client.as_client(authorization)
+            manifest, _ = self._manifest(client, repository, digest)
         size = manifest_size(manifest) if manifest else None
         known = self._index.tags_for(repository, digest)
-        tags = self._pointing_at(repository, digest, known, base) if known else []
+        tags = self._pointing_at(client, repository, digest, known) if known else []
         if not tags:
             # nothing remembered, or what we remembered moved behind our back: ask the registry
-            listed = [t for t in self._list_tags(repository, base) if t not in known]
-            tags = self._pointing_at(repository, digest, listed, base)
+            listed = [t for t in self._list_tags(client, repository) if t not in known]
+            tags = self._pointing_at(client, repository, digest, listed)
         return tuple(sorted(tags, key=lambda t: (t not in known, t))), size, manifest
 
-    def _get(self, path: str, headers: dict[str, str], method: str = "GET"):
+    def _manifest(self, client: RegistryClient, repository: str, digest: str
+                  ) -> tuple[bytes, bool]:
+        """The manifest's bytes (b"" if unreadable), and whether reading it was refused."""
         try:
-            return self._upstream.request(method, path, headers, preload=True)
-        except urllib3.exceptions.HTTPError as exc:
-            log.warning("lookup %s %s failed: %s", method, path, exc)
-            return None
+            return client.get_manifest(repository, digest).data, False
+        except NotFound:
+            return b"", False
+        except RegistryError as exc:
+            log.warning("pre-delete lookup of %s@%s: %s", repository, digest, exc)
+            return b"", isinstance(exc, Unauthorized)
 
-    def _manifest(self, repository: str, digest: str, base: dict[str, str]) -> bytes:
-        response = self._get(f"/v2/{repository}/manifests/{digest}",
-                             {**base, "Accept": MANIFEST_ACCEPT})
-        if response is None or response.status != 200:
-            return b""
-        return response.data
-
-    def _list_tags(self, repository: str, base: dict[str, str]) -> list[str]:
+    def _list_tags(self, client: RegistryClient, repository: str) -> list[str]:
         tags: list[str] = []
-        path = f"/v2/{repository}/tags/list?n=1000"
-        while path and len(tags) < MAX_TAGS_CHECKED:
-            response = self._get(path, base)
-            if response is None or response.status != 200:
-                break
-            try:
-                tags.extend(json.loads(response.data).get("tags") or [])
-            except ValueError:
-                break
-            path = _next_link(response.headers.get("Link", ""))
-        return tags[:MAX_TAGS_CHECKED]
+        try:
+            for tag in client.tags(repository, page_size=MAX_TAGS_CHECKED):
+                tags.append(tag)
+                if len(tags) >= MAX_TAGS_CHECKED:
+                    break
+        except NotFound:
+            pass
+        except RegistryError as exc:
+            log.warning("pre-delete tag listing of %s: %s", repository, exc)
+        return tags
 
-    def _pointing_at(self, repository: str, digest: str, candidates: Iterable[str],
-                     base: dict[str, str]) -> list[str]:
+    def _pointing_at(self, client: RegistryClient, repository: str, digest: str,
+                     candidates: Iterable[str]) -> list[str]:
         from gevent.pool import Pool  # only the proxy (a gevent worker) describes
 
-        headers = {**base, "Accept": MANIFEST_ACCEPT}
-
         def check(tag: str) -> str | None:
-            response = self._get(f"/v2/{repository}/manifests/{tag}", headers, method="HEAD")
-            if response is not None and response.headers.get("Docker-Content-Digest") == digest:
-                return tag
-            return None
+            try:
+                found = client.head_manifest(repository, tag)
+            except RegistryError as exc:
+                log.warning("pre-delete lookup of %s:%s: %s", repository, tag, exc)
+                return None
+            return tag if found is not None and found.digest == digest else None
 
         pool = Pool(self._concurrency)
         return [tag for tag in pool.imap(check, list(candidates)) if tag]
-
-
-def _next_link(header: str) -> str:
-    # Link: </v2/repo/tags/list?last=x&n=1000>; rel="next"
-    if 'rel="next"' not in header:
-        return ""
-    start, end = header.find("<"), header.find(">")
-    return header[start + 1:end] if 0 <= start < end else ""

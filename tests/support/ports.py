@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -14,13 +15,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 15.0, ok=(200, 401)) -> None:
-    """Poll `url` until it answers with a status in `ok`; raise TimeoutError otherwise."""
+def wait_http(url: str, timeout: float = 15.0, ok=(200, 401), verify: bool = True) -> None:
+    """Poll `url` until it answers with a status in `ok`; raise TimeoutError otherwise.
+    `verify=False` accepts any certificate (a test's self-signed one)."""
     deadline = time.monotonic() + timeout
     last = None
+    context = None
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=context) as response:
                 if response.status in ok:
                     return
         except urllib.error.HTTPError as exc:

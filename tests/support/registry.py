@@ -1,4 +1,5 @@
-"""CNCF Distribution (Debian's docker-registry) on a free loopback port."""
+"""CNCF Distribution (Debian's docker-registry) on a free loopback port: open, with htpasswd
+(Basic), or with `auth: token` trusting a token service (tests/support/tokens.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.ports import free_port
@@ -32,19 +34,37 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: test-secret-{port}
-{auth}"""
+{tls}{auth}"""
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """Distribution's `auth.token` section."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+    def yaml(self) -> str:
+        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
+                f"    issuer: {self.issuer}\n    rootcertbundle: {self.rootcertbundle}\n")
 
 
 class Registry:
-    def __init__(self, workdir: Path, htpasswd: Path | None = None):
+    def __init__(self, workdir: Path, htpasswd: Path | None = None,
+                 token: TokenAuth | None = None, tls: tuple[str, str] | None = None):
+        """`tls`: (certificate, key) PEM files to serve HTTPS with."""
         if not os.path.exists(BINARY):
             raise RuntimeError(
                 "docker-registry is not installed: apt-get install -y docker-registry")
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.netloc = f"127.0.0.1:{self.port}"
         self.htpasswd = htpasswd
+        self.token = token
         self.process: subprocess.Popen | None = None
         self.log_path = workdir / "registry.log"
 
@@ -53,14 +73,19 @@ class Registry:
         auth = ""
         if self.htpasswd:
             auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {self.htpasswd}\n"
+        elif self.token:
+            auth = self.token.yaml()
         config = self.workdir / "config.yml"
-        config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth))
+        tls = (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+               if self.tls else "")
+        config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth,
+                                        tls=tls))
         self.process = subprocess.Popen(
             [BINARY, "serve", str(config)],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_http(f"{self.url}/v2/")
+        wait_http(f"{self.url}/v2/", verify=not self.tls)
         return self
 
     def stop(self) -> None:
