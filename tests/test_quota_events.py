@@ -22,6 +22,7 @@ from sidecar.events.quota import decide_warning
 from sidecar.events.quota import denied_body
 from sidecar.events.quota import display_size
 from sidecar.events.quota import exceed_message
+from sidecar.events.quota import manifest_refs
 from sidecar.events.quota import warning_message
 from sidecar.record.recorder import build_records
 from sidecar.rules.policy import Filters
@@ -89,6 +90,59 @@ def test_denied_body_is_the_oci_error_clients_print():
     assert DENIED_STATUS == 403
     assert body == ('{"errors":[{"code":"DENIED","message":"' + message + '"}]}\n').encode()
     assert json.loads(body) == {"errors": [{"code": "DENIED", "message": message}]}
+
+
+# --- what a manifest push brings into a project ---------------------------------------------
+
+def descriptor(media_type: str, name: str, size, **extra) -> dict:
+    return {"mediaType": media_type, "digest": "sha256:" + name * 64, "size": size, **extra}
+
+
+def test_manifest_refs_are_config_and_layers_without_foreign_ones():
+    body = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": descriptor("application/vnd.docker.container.image.v1+json", "c", 1469),
+        "layers": [
+            descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", "a", 3208942),
+            descriptor("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "f",
+                       99999999, urls=["https://example.com/layer"]),
+            descriptor("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "n",
+                       88888888),
+            descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", "a", 3208942),
+            descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", "b", 0),
+        ],
+    }).encode()
+    assert manifest_refs(body) == (("sha256:" + "c" * 64, 1469), ("sha256:" + "a" * 64, 3208942),
+                                   ("sha256:" + "b" * 64, 0))
+
+
+def test_an_index_brings_its_manifests():
+    body = json.dumps({"schemaVersion": 2,
+                       "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": [
+                           descriptor("application/vnd.oci.image.manifest.v1+json", "1", 528,
+                                      platform={"architecture": "amd64", "os": "linux"}),
+                           descriptor("application/vnd.oci.image.manifest.v1+json", "2", 529)]
+                       }).encode()
+    assert manifest_refs(body) == (("sha256:" + "1" * 64, 528), ("sha256:" + "2" * 64, 529))
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'"text"', b"\xff\xfe"])
+def test_not_a_manifest_brings_nothing(body):
+    assert manifest_refs(body) is None
+
+
+def test_garbage_descriptors_count_for_nothing():
+    body = json.dumps({"config": "x", "layers": [
+        None, 7, {"digest": "sha256:" + "a" * 64},                 # no size
+        {"digest": "sha256:" + "b" * 64, "size": -5},               # negative
+        {"digest": "sha256:" + "c" * 64, "size": True},             # not a number
+        {"digest": "sha256:" + "d" * 64, "size": 1.5},
+        {"digest": "", "size": 10}, {"size": 10},
+        {"digest": "sha256:" + "e" * 64, "size": 10},
+    ], "manifests": "nope"}).encode()
+    assert manifest_refs(body) == (("sha256:" + "e" * 64, 10),)
 
 
 # --- when QUOTA_WARNING fires -------------------------------------------------------------------

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.events.manifest import parse_manifest
 from sidecar.events.model import QUOTA_EXCEED
 from sidecar.events.model import QUOTA_WARNING
 from sidecar.events.payload import encode
 
 __all__ = ["QUOTA_EXCEED", "QUOTA_WARNING", "QuotaEvent", "WarningDecision", "decide_warning",
-           "denied_body", "display_size", "exceed_message", "quota_payload", "warning_message"]
+           "denied_body", "display_size", "exceed_message", "manifest_refs", "quota_payload",
+           "warning_message"]
 
 #: Harbor answers a refused push with 403 and this content type (lib/http SendError).
 DENIED_STATUS = 403
@@ -62,6 +64,43 @@ def warning_message(percent: int, used: int, hard: int) -> str:
 def denied_body(message: str) -> bytes:
     """The body of Harbor's 403: docker, podman and skopeo print `message` to the user."""
     return encode({"errors": [{"code": "DENIED", "message": message}]}) + b"\n"
+
+
+#: Layers a registry does not store (pulled from their `urls`): Harbor's quota skips Docker's
+#: foreign layers; OCI's non-distributable layers are the same thing.
+FOREIGN_MEDIA_TYPES = frozenset({
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+})
+
+
+def manifest_refs(body: bytes) -> tuple[tuple[str, int], ...] | None:
+    """The blobs a manifest push brings into a project, at their declared sizes: its config
+    and layers (an index: its manifests), foreign layers left out, each digest once.
+
+    None when the body is not a manifest (the registry will refuse it; nothing is counted).
+    A descriptor without a digest or a whole non-negative size counts for nothing: the
+    registry refuses such a manifest too, and a lie cannot make usage negative.
+    """
+    manifest = parse_manifest(body)
+    if manifest is None:
+        return None
+    descriptors: list[Any] = [manifest.get("config")]
+    for key in ("layers", "manifests", "blobs"):
+        items = manifest.get(key)
+        if isinstance(items, list):
+            descriptors.extend(items)
+    refs: dict[str, int] = {}
+    for item in descriptors:
+        if not isinstance(item, dict) or item.get("mediaType") in FOREIGN_MEDIA_TYPES:
+            continue
+        digest, size = item.get("digest"), item.get("size")
+        if (isinstance(digest, str) and digest and isinstance(size, int)
+                and not isinstance(size, bool) and size >= 0):
+            refs.setdefault(digest, size)
+    return tuple(refs.items())
 
 
 @dataclass(frozen=True)
