@@ -20,7 +20,9 @@ from sidecar.store import db as store_db
 from sidecar.store import quota_limits as limits
 from sidecar.store import quota_recount as recount
 from sidecar.store import quota_usage as quota
+from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
+from sidecar.store.quota_models import QUOTA_MODELS
 from sidecar.store.quota_models import QuotaReservation
 from sidecar.store.quota_models import migrate_quota
 from tests.support import postgres
@@ -55,6 +57,25 @@ def store(request, tmp_path):
     db = bind(url)
     db.connect(reuse_if_open=True)
     yield url
+    db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrate_quota_works_as_the_next_migration_step(backend, tmp_path, request,
+                                                        monkeypatch):
+    """How the coordinator registers the tables: appended to MIGRATIONS, run by bind()."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        postgres.reset_schema(url)
+    store_db.bind(url).close()  # a database of the version before
+    monkeypatch.setattr(store_db, "MIGRATIONS", (*store_db.MIGRATIONS, migrate_quota))
+    db = store_db.bind(url)
+    with db.connection_context():
+        assert {m._meta.table_name for m in QUOTA_MODELS} <= set(db.get_tables())
+        assert SchemaVersion.get().version == len(store_db.MIGRATIONS)
+        assert limits.configure("library", QuotaRule(10), now=NOW) is True
     db.close()
 
 

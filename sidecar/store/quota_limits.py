@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from sidecar.rules.load import Rules
 from sidecar.rules.quota import QuotaRule
+from sidecar.store.models import database
 from sidecar.store.quota_models import Quota
 from sidecar.store.quota_models import QuotaBlob
 from sidecar.store.quota_models import QuotaLink
 from sidecar.store.quota_models import QuotaReservation
 from sidecar.store.quota_usage import lock_quota
-from sidecar.store.quota_usage import write_transaction
 
 RULES = "rules"
 API = "api"
@@ -53,7 +53,7 @@ def configure(project: str, rule: QuotaRule, *, source: str = API,
     """Set a project's limit and warning settings; True when its quota is new (usage 0: the
     caller should rebuild it from the registry)."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with database.atomic():
         created = (Quota.insert(project=project, hard=rule.storage, used=0, reserved=0,
                                 warning_percent=rule.warning_percent,
                                 warning_repeat=rule.warning_repeat, source=source,
@@ -68,7 +68,7 @@ def configure(project: str, rule: QuotaRule, *, source: str = API,
 
 def remove(project: str) -> bool:
     """Forget a project's quota and everything counted for it."""
-    with write_transaction():
+    with database.atomic():
         if lock_quota(project) is None:  # its row first, as every writer
             return False
         for model in (QuotaReservation, QuotaLink, QuotaBlob):

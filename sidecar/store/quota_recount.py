@@ -15,13 +15,13 @@ from typing import Any
 from peewee import fn
 
 from sidecar.events.quota import decide_warning
+from sidecar.store.models import database
 from sidecar.store.quota_models import Quota
 from sidecar.store.quota_models import QuotaBlob
 from sidecar.store.quota_models import QuotaLink
 from sidecar.store.quota_usage import chunks
 from sidecar.store.quota_usage import count_blobs
 from sidecar.store.quota_usage import lock_quota
-from sidecar.store.quota_usage import write_transaction
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def forget_manifest(project: str, repository: str, digest: str,
     """After a manifest was deleted from a repository: uncount the blobs no remaining
     manifest of the project references. Returns the bytes freed."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with database.atomic():
         return _forget(project, (QuotaLink.repository == repository)
                        & (QuotaLink.manifest == digest), now)
 
@@ -47,7 +47,7 @@ def forget_manifest(project: str, repository: str, digest: str,
 def forget_repository(project: str, repository: str, now: float | None = None) -> int:
     """After a whole repository was deleted."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with database.atomic():
         return _forget(project, QuotaLink.repository == repository, now)
 
 
@@ -100,7 +100,7 @@ def rebuild(project: str, artifacts: Iterable[Artifact], *, started_at: float,
         for digest, size in ((artifact.digest, artifact.size), *artifact.refs):
             blobs.setdefault(digest, int(size))
             links.add((artifact.repository, artifact.digest, digest))
-    with write_transaction():
+    with database.atomic():
         quota = lock_quota(project)
         if quota is None:
             return None

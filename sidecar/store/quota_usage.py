@@ -2,8 +2,8 @@
 
 What makes this safe across gunicorn workers and sidecars sharing PostgreSQL: a push's check
 and hold are one transaction that first locks the project's quota row (SELECT ... FOR UPDATE;
-SQLite takes its write lock at BEGIN IMMEDIATE), then reads what the project already has or
-holds, then takes the bytes with
+on SQLite every transaction begins IMMEDIATE, as store.db opens it), then reads what the
+project already has or holds, then takes the bytes with
 
     UPDATE quota SET reserved = reserved + n WHERE project = p AND (hard < 0 OR
                      used + reserved + n <= hard)
@@ -90,14 +90,6 @@ class WarningDue:
         return warning_message(self.percent, self.used, self.hard)
 
 
-def write_transaction():
-    """A write transaction: SQLite's write lock is taken at BEGIN, so a read followed by a
-    write never fails to upgrade; PostgreSQL locks rows as statements touch them."""
-    if isinstance(database.obj, SqliteDatabase):
-        return database.atomic(lock_type="IMMEDIATE")
-    return database.atomic()
-
-
 def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), _BATCH):
         yield items[start:start + _BATCH]
@@ -164,7 +156,7 @@ def reserve_blob(project: str, digest: str, size: int | None, *, repository: str
     if size is not None and size < 0:
         raise ValueError(f"a blob size cannot be negative: {size}")
     now = time.time() if now is None else now
-    with write_transaction():
+    with database.atomic():
         quota = lock_quota(project)
         if quota is None:
             return Reservation(allowed=True, tracked=False)
@@ -197,7 +189,7 @@ def reserve_manifest(project: str, repository: str, digest: str, size: int,
         raise ValueError("manifest and blob sizes cannot be negative")
     now = time.time() if now is None else now
     items = [(digest, size), *dict(refs).items()]
-    with write_transaction():
+    with database.atomic():
         quota = lock_quota(project)
         if quota is None:
             return Reservation(allowed=True, tracked=False)
@@ -234,7 +226,7 @@ def settle(outcomes: Iterable[tuple[str, bool]], now: float | None = None) -> li
     due: list[WarningDue] = []
     if not ok_by_token:
         return due
-    with write_transaction():
+    with database.atomic():
         rows: list[QuotaReservation] = []
         for chunk in chunks(sorted(ok_by_token)):
             rows.extend(QuotaReservation.select().where(QuotaReservation.token.in_(list(chunk))))
@@ -304,7 +296,7 @@ def count_blobs(project: str, items: dict[str, int], now: float) -> int:
 def release_expired(now: float | None = None) -> int:
     """Give back the bytes of holders that never settled (a crashed worker); return how many."""
     now = time.time() if now is None else now
-    with write_transaction():
+    with database.atomic():
         return _release_expired(now)
 
 
