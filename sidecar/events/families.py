@@ -13,6 +13,8 @@ from sidecar.events.model import ArtifactEvent
 from sidecar.events.model import ChartEvent
 from sidecar.events.payload import artifact_payload
 from sidecar.events.payload import chart_payload
+from sidecar.events.quota import QuotaEvent
+from sidecar.events.quota import quota_payload
 from sidecar.events.scan import ScanEvent
 from sidecar.events.scan import scan_payload
 
@@ -23,6 +25,7 @@ PAYLOAD_BUILDERS: dict[type, Callable[..., dict[str, Any]]] = {
     ArtifactEvent: artifact_payload,
     ChartEvent: chart_payload,
     ScanEvent: scan_payload,
+    QuotaEvent: quota_payload,
 }
 
 

@@ -18,12 +18,14 @@ import yaml
 from sidecar.rules.policy import PROJECT_NAME
 from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
+from sidecar.rules.quota import QuotaRule
+from sidecar.rules.quota import parse_quota
 from sidecar.rules.scanners import PROJECT_SCAN_KEYS
 from sidecar.rules.scanners import Scanner
 from sidecar.rules.scanners import parse_project_scanning
 from sidecar.rules.scanners import parse_scanners
 
-PROJECT_KEYS = ("name", "public", "webhooks", *PROJECT_SCAN_KEYS)
+PROJECT_KEYS = ("name", "public", "webhooks", "quota", *PROJECT_SCAN_KEYS)
 TOP_LEVEL_KEYS = ("projects", "scanners")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -35,6 +37,7 @@ class Project:
     policies: tuple[Policy, ...]
     auto_scan: bool = False
     scanner: str = ""  # "" = the default scanner
+    quota: QuotaRule | None = None
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,11 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
         scanning, found = parse_project_scanning(raw_project, scanners)
         for problem in found:
             report((*base, *problem.path), problem.message)
+        quota = _quota(raw_project.get("quota"), base, environ, report)
         if name:
             projects.append(Project(name=name, public=bool(public), policies=tuple(policies),
-                                    auto_scan=scanning.auto_scan, scanner=scanning.scanner))
+                                    auto_scan=scanning.auto_scan, scanner=scanning.scanner,
+                                    quota=quota))
     if problems:
         raise RulesError(problems)
     return Rules(projects=tuple(projects), source=source, scanners=scanners or ())
@@ -253,6 +258,20 @@ def _scanners(root: Any, environ: Mapping[str, str], report) -> tuple[Scanner, .
         return None
     return tuple(dataclasses.replace(s, line=_line_of(root, ("scanners", i)))
                  for i, s in enumerate(scanners))
+
+
+def _quota(raw: Any, base: tuple[str | int, ...], environ: Mapping[str, str],
+           report) -> QuotaRule | None:
+    """A project's `quota:` section (rules.quota), None when absent or broken."""
+    if raw is None:
+        return None
+    expanded, missing = _expand_tree(raw, environ)
+    for var, sub_path in missing:
+        report((*base, "quota", *sub_path), f"environment variable {var} is not set")
+    quota, found = parse_quota(expanded)
+    for problem in found:
+        report((*base, "quota", *problem.path), problem.message)
+    return quota
 
 
 def _with_line(policy: Policy, line: int) -> Policy:
