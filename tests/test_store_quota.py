@@ -24,7 +24,6 @@ from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 from sidecar.store.quota_models import QUOTA_MODELS
 from sidecar.store.quota_models import QuotaReservation
-from sidecar.store.quota_models import migrate_quota
 from tests.support import postgres
 
 MiB = 1024 ** 2
@@ -40,11 +39,7 @@ LAYER, BASE, CONFIG, CONFIG_B, MANIFEST, MANIFEST_B = (
 
 
 def bind(url: str):
-    """The store as the coordinator will have it: the models plus the quota tables."""
-    db = store_db.bind(url)
-    with db.connection_context():
-        migrate_quota(db)
-    return db
+    return store_db.bind(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,16 +56,19 @@ def store(request, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migrate_quota_works_as_the_next_migration_step(backend, tmp_path, request,
-                                                        monkeypatch):
-    """How the coordinator registers the tables: appended to MIGRATIONS, run by bind()."""
+def test_a_store_of_the_version_before_gets_the_quota_tables(backend, tmp_path, request,
+                                                             monkeypatch):
+    """An existing store is migrated: the quota step runs once, on the next start."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
         postgres.reset_schema(url)
-    store_db.bind(url).close()  # a database of the version before
-    monkeypatch.setattr(store_db, "MIGRATIONS", (*store_db.MIGRATIONS, migrate_quota))
+    step = store_db.MIGRATIONS.index(next(
+        m for m in store_db.MIGRATIONS if "migrate_quota" in m.__code__.co_names))
+    with monkeypatch.context() as patched:
+        patched.setattr(store_db, "MIGRATIONS", store_db.MIGRATIONS[:step])
+        store_db.bind(url).close()  # a database of the version before
     db = store_db.bind(url)
     with db.connection_context():
         assert {m._meta.table_name for m in QUOTA_MODELS} <= set(db.get_tables())

@@ -29,6 +29,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.store.models import MODELS
+from sidecar.store.quota_models import migrate_quota
 from sidecar.store.models import PullWindow
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
@@ -48,6 +49,7 @@ MIGRATIONS: tuple = (
     lambda db: _add_policy_options(db),
     lambda db: _ids_only_grow(db),
     lambda db: db.create_tables(MODELS, safe=True),  # the job table
+    lambda db: migrate_quota(db),
 )
 
 
