@@ -30,10 +30,10 @@ from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.redact import database_url as redacted_url
 from sidecar.store.models import MODELS
-from sidecar.store.quota_models import migrate_quota
 from sidecar.store.models import PullWindow
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
+from sidecar.store.quota_models import migrate_quota
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
