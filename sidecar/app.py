@@ -18,9 +18,9 @@ from flask import Flask
 
 from sidecar import metrics
 from sidecar.api import harbor as harbor_api
-from sidecar.api import metrics as metrics_api
-from sidecar.api import status as status_api
 from sidecar.api import ui as ui_api
+from sidecar.api.ops import metrics as metrics_api
+from sidecar.api.ops import status as status_api
 from sidecar.config import Settings
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy

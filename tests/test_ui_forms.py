@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from werkzeug.datastructures import MultiDict
 
-from sidecar.api.ui_forms import GENERAL
-from sidecar.api.ui_forms import PolicyForm
-from sidecar.api.ui_forms import field_errors
-from sidecar.api.ui_forms import raw_policy
+from sidecar.api.ui.forms import GENERAL
+from sidecar.api.ui.forms import PolicyForm
+from sidecar.api.ui.forms import field_errors
+from sidecar.api.ui.forms import raw_policy
+from sidecar.redact import MASK
 from sidecar.rules.policy import parse_policy
-from sidecar.store.webhooks import MASK
-from sidecar.store.webhooks import PolicyView
+from sidecar.rules.target import Target
+from sidecar.store.views import PolicyView
 
 SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes
 
@@ -20,11 +21,10 @@ def stored_policy(**changes) -> PolicyView:
         id=7, project_id=1, project="proj", name="ci", description="d", enabled=True,
         event_types=("PUSH_ARTIFACT",),
         targets=(
-            {"type": "http", "address": "https://ci.example/hook", "auth_header": "Bearer t",
-             "skip_cert_verify": False, "payload_format": "CloudEvents",
-             "cloudevents_mode": "binary", "secret": SECRET},
-            {"type": "slack", "address": "https://hooks.slack.example/x",
-             "skip_cert_verify": False},
+            Target("http", "https://ci.example/hook", auth_header="Bearer t",
+                   payload_format="CloudEvents", options=(("cloudevents_mode", "binary"),),
+                   secret=SECRET),
+            Target("slack", "https://hooks.slack.example/x", payload_format=""),
         ),
         source="api", creator="admin", created_at=1.0, updated_at=1.0,
         options={"filters": {"tags": ["v*"]}, "pull_dedup_seconds": 60},
@@ -51,7 +51,7 @@ def test_saving_the_form_keeps_what_it_does_not_show():
     assert policy.description == "new"
     assert policy.event_types == ("PUSH_ARTIFACT", "PULL_ARTIFACT")
     first, second = policy.targets
-    assert (first.secret, first.cloudevents_mode) == (SECRET, "binary")
+    assert (first.secret, first.option("cloudevents_mode")) == (SECRET, "binary")
     assert first.auth_header == MASK  # the store swaps it back for the stored one
     assert second.type == "slack"
     assert policy.pull_dedup_seconds == 60 and policy.filters.tags == ("v*",)
@@ -69,9 +69,8 @@ def test_form_shows_a_stored_auth_header_masked_and_empty_removes_it():
 
 def test_switching_to_slack_drops_what_slack_cannot_have():
     raw = PolicyForm.from_post(posted(notify_type="slack", auth_header="Bearer x")).to_raw(
-        stored_policy(targets=({"type": "http", "address": "https://a.example/",
-                                "payload_format": "CloudEvents",
-                                "cloudevents_mode": "structured"},)))
+        stored_policy(targets=(Target("http", "https://a.example/", payload_format="CloudEvents",
+                                      options=(("cloudevents_mode", "structured"),)),)))
     assert raw["targets"][0] == {"type": "slack", "address": "https://ci.example/hook",
                                  "skip_cert_verify": False}
     assert parse_policy(raw, allow_unknown=True)[1] == []

@@ -1,22 +1,25 @@
 """Turn a recorded event and a target into the exact HTTP request to send. Pure.
 
-The format module chosen by the target builds body and content headers; this module adds
-what every request of that target carries: User-Agent, Authorization (http only, verbatim, as
-Harbor), and a Standard Webhooks signature when the target has a secret. Signing comes last,
-over the exact body bytes.
+The target's format (the formats table) builds body and content headers; this module adds
+what every request carries: User-Agent, Authorization (verbatim, as Harbor, for formats that
+use an auth header), and a Standard Webhooks signature when the target has a secret and its
+format signs. Signing comes last, over the exact body bytes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.dispatch.formats.cloudevents import STRUCTURED
-from sidecar.dispatch.formats.cloudevents import render_cloudevent
-from sidecar.dispatch.formats.default import render_default
-from sidecar.dispatch.formats.slack import render_slack
+from sidecar.dispatch.formats import Context
+from sidecar.dispatch.formats import UnknownFormat
+from sidecar.dispatch.formats import format_for
 from sidecar.dispatch.signing import signature_headers
+from sidecar.rules.target import Target
+
+__all__ = ["USER_AGENT", "Context", "Request", "min_interval", "needs_project_id", "render"]
 
 USER_AGENT = "registry-webhook-sidecar"
 
@@ -29,60 +32,40 @@ class Request:
     verify_tls: bool
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a format needs besides payload and target, passed in so rendering stays pure.
-
-    `delivery_uid` is stable across retries (CloudEvents id, webhook-id); `now` is the
-    attempt's time (webhook-timestamp); `request_id` is the client's X-Request-Id or the one
-    generated when the event was recorded.
-    """
-
-    delivery_uid: str
-    now: float
-    policy_id: int | None = None
-    project_id: int | None = None
-    request_id: str = ""
+def _typed(target: Target | Mapping[str, Any]) -> Target:
+    # The dispatcher still reads the stored dict off its delivery row.
+    return target if isinstance(target, Target) else Target.from_dict(target)
 
 
-def needs_project_id(target: dict[str, Any]) -> bool:
-    """Only a CloudEvents `source` names the project: other targets skip that lookup."""
-    return target.get("type", "http") == "http" and target.get("payload_format") == "CloudEvents"
+def needs_project_id(target: Target | Mapping[str, Any]) -> bool:
+    """Only some formats (CloudEvents' `source`) name the project: others skip that lookup."""
+    try:
+        return format_for(target).needs_project_id
+    except UnknownFormat:
+        return False  # `render` refuses it, and says why
 
 
-def render(payload: dict[str, Any], target: dict[str, Any], context: Context | str) -> Request:
+def min_interval(target: Target | Mapping[str, Any]) -> float:
+    """Least seconds between two sends to the target's address (Slack: 1); 0 means unpaced."""
+    try:
+        return format_for(target).min_interval
+    except UnknownFormat:
+        return 0.0
+
+
+def render(payload: Mapping[str, Any], target: Target | Mapping[str, Any],
+           context: Context | str) -> Request:
     """The request for one attempt. A bare delivery uid as `context` means "no ids known, now"."""
     if isinstance(context, str):
         context = Context(delivery_uid=context, now=time.time())
-    kind = target.get("type", "http")
-    if kind == "slack":
-        body, headers = render_slack(payload)
-    elif target.get("payload_format") == "CloudEvents":
-        body, headers = render_cloudevent(
-            payload,
-            mode=target.get("cloudevents_mode") or STRUCTURED,
-            delivery_uid=context.delivery_uid,
-            project_id=context.project_id,
-            policy_id=context.policy_id,
-            request_id=context.request_id,
-        )
-    else:
-        body, headers = render_default(payload)
+    target = _typed(target)
+    row = format_for(target)
+    body, headers = row.render(payload, context, row.option_values(dict(target.options)))
     headers["User-Agent"] = USER_AGENT
-    if kind == "http":
-        # Slack targets never send these: Harbor ignores auth_header there, and our policy
-        # validation refuses a secret on them.
-        auth = target.get("auth_header") or ""
-        if auth:
-            headers["Authorization"] = auth
-        secret = target.get("secret") or ""
-        if secret:
-            headers.update(
-                signature_headers(secret, context.delivery_uid, int(context.now), body)
-            )
-    return Request(
-        url=target["address"],
-        body=body,
-        headers=headers,
-        verify_tls=not target.get("skip_cert_verify", False),
-    )
+    if "auth_header" in row.uses and target.auth_header:
+        headers["Authorization"] = target.auth_header
+    if "secret" in row.uses and target.secret:
+        headers.update(signature_headers(target.secret, context.delivery_uid,
+                                         int(context.now), body))
+    return Request(url=target.address, body=body, headers=headers,
+                   verify_tls=not target.skip_cert_verify)

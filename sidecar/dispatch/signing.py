@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 
-from sidecar.rules.policy import secret_key
+from sidecar.rules.target import secret_key
 
 
 def signature_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:

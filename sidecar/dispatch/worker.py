@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.ratelimit import IntervalLimiter
 from sidecar.dispatch.render import Context
+from sidecar.dispatch.render import min_interval
 from sidecar.dispatch.render import needs_project_id
 from sidecar.dispatch.render import render
 from sidecar.dispatch.retry import FAILED
@@ -106,7 +107,7 @@ class Dispatcher:
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""
         target = delivery.target
-        slack = target.get("type") == "slack"
+        slack = min_interval(target) > 0  # the formats table says who is paced (Slack)
         if slack:
             requeue_at = self._slack.turn(target.get("address", ""), delivery.uid)
             if requeue_at is not None:  # its turn is further off: back to the queue, no attempt

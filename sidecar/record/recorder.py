@@ -25,7 +25,6 @@ from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.rules.match import accepts
 from sidecar.rules.match import matching
-from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS
 from sidecar.store import dedup
 from sidecar.store import delivery_queue
 from sidecar.store import policies as policy_store
@@ -243,4 +242,4 @@ class Recorder:
         if now - self._windows_swept < 3600:
             return
         self._windows_swept = now
-        dedup.forget_before(now - MAX_PULL_DEDUP_SECONDS)
+        dedup.forget_closed(now)

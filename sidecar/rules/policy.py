@@ -6,27 +6,19 @@ accepted or refused for the same reason, in the same words.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
-from urllib.parse import urlsplit
 
 from sidecar.events.model import EVENT_TYPES
 from sidecar.rules.globs import glob_problem
+from sidecar.rules.target import Target
+from sidecar.rules.target import parse_target
 
-TARGET_TYPES = ("http", "slack")
-PAYLOAD_FORMATS = ("Default", "CloudEvents")
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-
-CLOUDEVENTS_MODES = ("structured", "binary")
-SECRET_PREFIX = "whsec_"
-#: Standard Webhooks: a symmetric secret is 24 to 64 random bytes.
-SECRET_BYTES = (24, 64)
-#: Longest pull de-duplication window: one day.
+#: Longest pull de-duplication window: one day (the store forgets windows older than this).
 MAX_PULL_DEDUP_SECONDS = 86400
 
 #: Keys Harbor's API returns that a user may paste back; read-only here.
@@ -34,36 +26,7 @@ POLICY_READ_ONLY_KEYS = ("id", "project_id", "creator", "creation_time", "update
 #: Harbor's keys, then ours (beyond Harbor: Harbor's own API ignores them).
 POLICY_KEYS = ("name", "description", "enabled", "event_types", "targets", "filters",
                "pull_dedup_seconds")
-TARGET_KEYS = ("type", "address", "auth_header", "skip_cert_verify", "payload_format",
-               "cloudevents_mode", "secret")
 FILTER_KEYS = ("repositories", "tags", "ignore_operators")
-
-
-@dataclass(frozen=True)
-class Target:
-    type: str
-    address: str
-    auth_header: str = field(default="", repr=False)  # a log or traceback must not carry it
-    skip_cert_verify: bool = False
-    payload_format: str = "Default"
-    #: CloudEvents content mode: "structured" (Harbor's, the default) or "binary".
-    cloudevents_mode: str = ""
-    #: Standard Webhooks signing secret (`whsec_...`); never shown, like auth_header.
-    secret: str = field(default="", repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The stored form; Harbor's keys only, unless one of ours is set."""
-        out: dict[str, Any] = {"type": self.type, "address": self.address}
-        if self.auth_header:
-            out["auth_header"] = self.auth_header
-        out["skip_cert_verify"] = self.skip_cert_verify
-        if self.payload_format:
-            out["payload_format"] = self.payload_format
-        if self.cloudevents_mode:
-            out["cloudevents_mode"] = self.cloudevents_mode
-        if self.secret:
-            out["secret"] = self.secret
-        return out
 
 
 @dataclass(frozen=True)
@@ -132,40 +95,6 @@ class _Checker:
 
     def add(self, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(Problem(path, message))
-
-
-def check_url(address: Any) -> str | None:
-    """Return Harbor's complaint about a target address, or None when it is usable."""
-    if not isinstance(address, str) or not address.strip():
-        return "empty URL"
-    candidate = address.strip()
-    if "://" not in candidate:
-        # Harbor would store it and fail at delivery; say what is missing instead
-        return "invalid scheme: the address must start with http:// or https://"
-    try:
-        parts = urlsplit(candidate)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        return f'parse "{candidate}": {exc}'
-    if parts.scheme not in ("http", "https"):
-        return f"invalid scheme: {parts.scheme}"
-    if not parts.hostname or " " in parts.netloc:
-        return f'parse "{candidate}": invalid host'
-    return None
-
-
-def secret_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret; ValueError (never quoting it) if malformed."""
-    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"secret must start with {SECRET_PREFIX}")
-    try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"secret must be {SECRET_PREFIX} followed by base64") from None
-    low, high = SECRET_BYTES
-    if not low <= len(key) <= high:
-        raise ValueError(f"secret must encode {low} to {high} bytes, not {len(key)}")
-    return key
 
 
 def parse_policy(raw: Any, *, allow_unknown: bool = False) -> tuple[Policy | None, list[Problem]]:
@@ -285,66 +214,9 @@ def check_glob(pattern: str, *, allow_empty: bool = False) -> str | None:
     return None
 
 
-def _parse_target(
-    raw: Any,
-    policy_name: str,
-    path: tuple[str | int, ...],
-    checker: _Checker,
-    allow_unknown: bool,
-) -> Target | None:
-    if not isinstance(raw, Mapping):
-        checker.add(path, "a target must be a mapping")
-        return None
-    before = len(checker.problems)
-    if not allow_unknown:
-        for key in raw:
-            if key not in TARGET_KEYS:
-                checker.add((*path, str(key)), f"unknown key '{key}' in target")
-    kind = raw.get("type", "http")
-    if kind not in TARGET_TYPES:
-        checker.add((*path, "type"), f"unsupported target type {kind} with policy {policy_name}")
-    problem = check_url(raw.get("address"))
-    if problem:
-        checker.add((*path, "address"), problem)
-    payload_format = raw.get("payload_format") or ""
-    if kind == "slack" and payload_format:
-        checker.add((*path, "payload_format"), "set payload format is not allowed for slack")
-    elif payload_format and payload_format not in PAYLOAD_FORMATS:
-        checker.add(
-            (*path, "payload_format"), f"unsupported payload format type: {payload_format}"
-        )
-    if kind == "http" and not payload_format:
-        payload_format = "Default"
-    mode = raw.get("cloudevents_mode") or ""
-    if mode and payload_format != "CloudEvents":
-        checker.add((*path, "cloudevents_mode"),
-                    "cloudevents_mode needs payload_format CloudEvents")
-    elif mode and mode not in CLOUDEVENTS_MODES:
-        checker.add((*path, "cloudevents_mode"),
-                    f"unsupported cloudevents_mode {mode} (expected structured or binary)")
-    secret = raw.get("secret") or ""
-    if secret and kind == "slack":
-        checker.add((*path, "secret"), "set secret is not allowed for slack")
-    elif secret:
-        try:
-            secret_key(secret)
-        except ValueError as exc:
-            checker.add((*path, "secret"), f"{exc} (make one with: echo whsec_$(openssl rand "
-                        "-base64 32))")
-    auth_header = raw.get("auth_header") or ""
-    if not isinstance(auth_header, str):
-        checker.add((*path, "auth_header"), "auth_header must be a string")
-    skip = raw.get("skip_cert_verify", False)
-    if not isinstance(skip, bool):
-        checker.add((*path, "skip_cert_verify"), "skip_cert_verify must be true or false")
-    if len(checker.problems) > before:
-        return None
-    return Target(
-        type=kind,
-        address=raw["address"].strip(),
-        auth_header=auth_header,
-        skip_cert_verify=skip,
-        payload_format=payload_format,
-        cloudevents_mode=mode,
-        secret=secret,
-    )
+def _parse_target(raw: Any, policy_name: str, path: tuple[str | int, ...], checker: _Checker,
+                  allow_unknown: bool) -> Target | None:
+    target, problems = parse_target(raw, policy_name, allow_unknown=allow_unknown)
+    for where, message in problems:
+        checker.add((*path, *where), message)
+    return target

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.rules.policy import Problem
-from sidecar.rules.policy import check_url
+from sidecar.rules.target import check_url
 
 #: Harbor's auth types: none, Basic, Bearer and the API key header. Harbor's API stores the
 #: last as "APIKey"; its UI names it after the header. Both are accepted, "APIKey" is kept.

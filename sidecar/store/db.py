@@ -28,11 +28,12 @@ from playhouse import db_url
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
+from sidecar.redact import database_url as redacted_url
 from sidecar.store.models import MODELS
-from sidecar.store.quota_models import migrate_quota
 from sidecar.store.models import PullWindow
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
+from sidecar.store.quota_models import migrate_quota
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -195,12 +196,3 @@ def migrate(db: Database) -> int:
             if sqlite:
                 db.execute_sql("PRAGMA foreign_keys = ON")
     return len(MIGRATIONS)
-
-
-def redacted_url(url: str) -> str:
-    """The database URL without its password, for logs and status."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

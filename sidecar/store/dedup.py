@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from sidecar.rules.policy import MAX_PULL_DEDUP_SECONDS
 from sidecar.store.models import PullWindow
 
 
@@ -50,3 +51,9 @@ def admit(windows: Mapping[str, tuple[float, int]]) -> set[str]:
 def forget_before(cutoff: float) -> int:
     """Drop windows that closed long ago; they can no longer suppress anything."""
     return PullWindow.delete().where(PullWindow.last_at < cutoff).execute()
+
+
+def forget_closed(now: float) -> int:
+    """Drop every window that closed: older than the longest window a policy may ask for.
+    The one sweep of windows, run by the recorder hourly and by the retention sweep."""
+    return forget_before(now - MAX_PULL_DEDUP_SECONDS)

@@ -21,8 +21,6 @@ from sidecar.store.models import database
 
 #: Rows deleted per statement: short transactions, so recording never waits long on the sweep.
 BATCH = 500
-#: The longest pull de-duplication window a policy may ask for (rules/policy.py allows a day).
-MAX_PULL_WINDOW = 86400
 
 
 @dataclass(frozen=True)
@@ -57,5 +55,5 @@ def sweep(cutoff: float, now: float) -> Swept:
             break
         with database.atomic():
             events += Event.delete().where(Event.id.in_(ids)).execute()
-    windows = dedup.forget_before(now - MAX_PULL_WINDOW)
+    windows = dedup.forget_closed(now)
     return Swept(deliveries=deliveries, events=events, windows=windows)

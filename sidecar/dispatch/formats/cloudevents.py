@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -19,8 +20,13 @@ from cloudevents.core.bindings.http import to_binary_event
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
+from sidecar.dispatch.formats.base import Context
+from sidecar.dispatch.formats.base import Format
+
 STRUCTURED = "structured"
 BINARY = "binary"
+#: the target field choosing the content mode (beyond Harbor: binary)
+MODE = "cloudevents_mode"
 
 #: Harbor's mapping (src/pkg/notifier/formats/cloudevents.go). Chart events never had one in
 #: Harbor (they were removed in the release that added CloudEvents); ours follow the pattern.
@@ -62,7 +68,7 @@ def source(project_id: int | None, policy_id: int | None) -> str:
 
 
 def build_event(
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     *,
     delivery_uid: str,
     project_id: int | None,
@@ -83,7 +89,7 @@ def build_event(
 
 
 def render_cloudevent(
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     *,
     mode: str,
     delivery_uid: str,
@@ -102,3 +108,16 @@ def render_cloudevent(
 
 def _canonical(name: str) -> str:
     return "Content-Type" if name.lower() == "content-type" else name
+
+
+def _render(payload: Mapping[str, Any], context: Context,
+            options: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    return render_cloudevent(payload, mode=options.get(MODE) or STRUCTURED,
+                             delivery_uid=context.delivery_uid, project_id=context.project_id,
+                             policy_id=context.policy_id, request_id=context.request_id)
+
+
+#: `source` names the policy's project id: the one format that needs it looked up.
+FORMAT = Format(type="http", payload_format="CloudEvents", render=_render,
+                vendor_type="WEBHOOK", uses=frozenset({"auth_header", "secret"}),
+                options={MODE: (STRUCTURED, BINARY)}, needs_project_id=True, rank=1)

@@ -10,7 +10,11 @@ limit (Slack refuses the whole message) is cut with a visible marker.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
+
+from sidecar.dispatch.formats.base import Context
+from sidecar.dispatch.formats.base import Format
 
 CONTENT_TYPE = "application/json"
 #: Slack's limit for the text of a section block.
@@ -48,7 +52,7 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
 
 
-def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
+def slack_message(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The Block Kit message for one Default payload."""
     occur_at = int(payload.get("occur_at") or 0)
     return {
@@ -64,6 +68,13 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_slack(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+def render_slack(payload: Mapping[str, Any], context: Context | None = None,
+                 options: Mapping[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(slack_message(payload), separators=(",", ":"), ensure_ascii=False)
     return body.encode("utf-8"), {"Content-Type": CONTENT_TYPE}
+
+
+#: Harbor ignores a Slack target's auth_header (and so do we); a signing secret is refused.
+#: Slack accepts one message per second per incoming-webhook URL.
+FORMAT = Format(type="slack", payload_format="", render=render_slack, vendor_type="SLACK",
+                ignores=frozenset({"auth_header"}), min_interval=1.0, rank=2)

@@ -14,11 +14,10 @@ import sys
 
 from sidecar.config import ConfigError
 from sidecar.config import load_settings
+from sidecar.dispatch import formats
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.probe import probe
 from sidecar.dispatch.probe import sample_event
-from sidecar.rules.policy import PAYLOAD_FORMATS
-from sidecar.rules.policy import TARGET_TYPES
 from sidecar.rules.policy import parse_policy
 
 
@@ -29,10 +28,13 @@ def add_parser(sub) -> None:
         help="send a sample PUSH_ARTIFACT event to URL and report status code and latency",
     )
     parser.add_argument("url")
-    parser.add_argument("--type", choices=TARGET_TYPES, default="http")
-    parser.add_argument("--format", choices=PAYLOAD_FORMATS, default=None,
+    parser.add_argument("--type", choices=formats.target_types(), default="http")
+    parser.add_argument("--format", choices=formats.payload_formats(), default=None,
                         help="payload format of an http target (default: Default)")
-    parser.add_argument("--cloudevents-mode", choices=("structured", "binary"), default=None)
+    for name, owners in formats.option_owners().items():  # --cloudevents-mode, ...
+        choices = tuple(dict.fromkeys(v for row in owners for v in row.options[name]))
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, choices=choices,
+                            default=None)
     parser.add_argument("--auth-header", default=None,
                         help="sent verbatim as Authorization (http targets)")
     parser.add_argument("--auth-header-env", metavar="VAR", default=None,
@@ -55,8 +57,9 @@ def _target(args: argparse.Namespace) -> dict:
                     "skip_cert_verify": args.skip_cert_verify}
     if args.format:
         target["payload_format"] = args.format
-    if args.cloudevents_mode:
-        target["cloudevents_mode"] = args.cloudevents_mode
+    for name in formats.option_owners():
+        if getattr(args, name, None):
+            target[name] = getattr(args, name)
     auth = args.auth_header
     if args.auth_header_env:
         auth = os.environ.get(args.auth_header_env, "")
@@ -81,14 +84,13 @@ def cmd_test_endpoint(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"sidecar test-endpoint: {problem.message}", file=sys.stderr)
         return 2
-    target = policy.targets[0].as_dict()
+    target = policy.targets[0]
     timeout = args.timeout or settings.webhook_job_http_client_timeout
     payload = sample_event(args.project, settings.hostname or "registry.example.com")
     addresses = AddressPolicy.of(settings.allow_private_network_access,
                                  settings.webhook_allowed_networks)
     result = probe(target, payload, timeout, addresses=addresses)
-    kind = target["type"] + (f", {target['payload_format']}" if target.get("payload_format")
-                             else "")
+    kind = target.type + (f", {target.payload_format}" if target.payload_format else "")
     where = f"POST {args.url} ({kind})"
     if result.ok:
         print(f"{where}: {result.status_code} in {result.latency_ms} ms")

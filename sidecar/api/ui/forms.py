@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from sidecar.dispatch import formats
+from sidecar.redact import MASK
 from sidecar.rules.policy import Problem
-from sidecar.store.webhooks import MASK
-from sidecar.store.webhooks import PolicyView
+from sidecar.store.views import PolicyView
 
 GENERAL = ""  # problems that belong to no field of the form
 
@@ -54,38 +55,39 @@ class PolicyForm:
 
     @classmethod
     def from_policy(cls, policy: PolicyView) -> PolicyForm:
-        first = policy.targets[0] if policy.targets else {}
-        return cls(
-            name=policy.name,
-            description=policy.description,
-            notify_type=first.get("type", "http"),
-            payload_format=first.get("payload_format") or "Default",
-            event_types=tuple(policy.event_types),
-            address=first.get("address", ""),
-            auth_header=MASK if first.get("auth_header") else "",
-            verify_cert=not first.get("skip_cert_verify", False),
-            enabled=policy.enabled,
-            kept=kept_extras(policy),
-        )
+        form = cls(name=policy.name, description=policy.description,
+                   event_types=tuple(policy.event_types), enabled=policy.enabled,
+                   kept=kept_extras(policy))
+        if policy.targets:
+            first = policy.targets[0]
+            form.notify_type = first.type
+            form.payload_format = first.payload_format or "Default"
+            form.address = first.address
+            form.auth_header = MASK if first.auth_header else ""
+            form.verify_cert = not first.skip_cert_verify
+        return form
 
     def to_raw(self, stored: PolicyView | None = None) -> dict[str, Any]:
         """The WebhookPolicy this form asks for, on top of `stored` when editing."""
-        target: dict[str, Any] = dict(stored.targets[0]) if stored and stored.targets else {}
+        target = stored.targets[0].as_dict() if stored and stored.targets else {}
         target.update(type=self.notify_type, address=self.address,
                       skip_cert_verify=not self.verify_cert)
-        if self.notify_type == "slack":
-            # Harbor's form hides these for Slack and sends none
-            for key in ("payload_format", "cloudevents_mode", "auth_header"):
-                target.pop(key, None)
-        else:
+        known = self.notify_type in formats.target_types()
+        named = formats.payload_formats(self.notify_type)
+        row = formats.lookup(self.notify_type, self.payload_format if named else "")
+        # what the chosen format has no field for goes, as Harbor's form sends none for Slack
+        if named or not known:
             target["payload_format"] = self.payload_format
-            if self.payload_format != "CloudEvents":
-                target.pop("cloudevents_mode", None)
-            if self.auth_header:
-                target["auth_header"] = self.auth_header  # MASK: the store keeps the old one
-            else:
-                target.pop("auth_header", None)
-        others = list(stored.targets[1:]) if stored else []
+        else:
+            target.pop("payload_format", None)
+        for name in formats.option_owners():
+            if row is None or name not in row.options:
+                target.pop(name, None)
+        if self.auth_header and (row is None or "auth_header" in row.uses):
+            target["auth_header"] = self.auth_header  # MASK: the store keeps the old one
+        else:
+            target.pop("auth_header", None)
+        others = [t.as_dict() for t in stored.targets[1:]] if stored else []
         return {
             "name": self.name,
             "description": self.description,
@@ -103,7 +105,7 @@ def raw_policy(policy: PolicyView, **changes: Any) -> dict[str, Any]:
         "description": policy.description,
         "enabled": policy.enabled,
         "event_types": list(policy.event_types),
-        "targets": [dict(t) for t in policy.targets],
+        "targets": [t.as_dict() for t in policy.targets],
         **policy.options,
     }
     raw.update(changes)
@@ -115,11 +117,12 @@ def kept_extras(policy: PolicyView) -> list[str]:
     out = []
     if len(policy.targets) > 1:
         out.append(f"{len(policy.targets) - 1} more target(s)")
-    first = policy.targets[0] if policy.targets else {}
-    if first.get("secret"):
+    first = policy.targets[0] if policy.targets else None
+    if first is not None and first.secret:
         out.append("a signing secret")
-    if first.get("cloudevents_mode"):
-        out.append(f"CloudEvents {first['cloudevents_mode']} mode")
+    for name, value in first.options if first is not None else ():
+        # cloudevents_mode: binary -> "CloudEvents binary mode"
+        out.append(f"{first.payload_format} {value} {name.rsplit('_', 1)[-1]}")
     if policy.options.get("filters"):
         out.append("filters")
     if policy.options.get("pull_dedup_seconds"):

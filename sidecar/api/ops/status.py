@@ -1,16 +1,13 @@
 """/sidecar/healthz and /sidecar/status: is it working, what was sent, what failed and why.
 
 /sidecar/status answers JSON to programs and an HTML page to browsers (Accept: text/html, or
-?format=html). Both come from `store.reports`, which shows no secret: targets appear without
-auth headers, and addresses without userinfo or query values (tokens often live there: Flux
-and VelaUX put them in the path or query).
+?format=html). Both come from `store.status_report` shaped by `api.ops.report`, which shows no
+secret: targets appear without auth headers, and addresses without userinfo or query values
+(tokens often live there: Flux and VelaUX put them in the path or query).
 """
 
 from __future__ import annotations
 
-import time
-from datetime import UTC
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint
@@ -19,17 +16,20 @@ from flask import jsonify
 from flask import render_template
 from flask import request
 
+from sidecar import timefmt
+from sidecar.api.ops.report import status_json
+from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
-from sidecar.store.reports import public_target  # noqa: F401  (re-exported for the API)
-from sidecar.store.reports import redact_address
-from sidecar.store.reports import status_report
+from sidecar.store.status_report import status_report
 
 bp = Blueprint("status", __name__, url_prefix="/sidecar")
+bp.add_app_template_filter(timefmt.when, "when")
+bp.add_app_template_filter(timefmt.ago, "ago")
 
 
 def collect_status(limit: int = 20) -> dict[str, Any]:
     """Everything /sidecar/status reports from the store (runs on a database thread)."""
-    return status_report(limit)
+    return status_json(status_report(limit))
 
 
 def wants_html() -> bool:
@@ -66,30 +66,3 @@ def status():
     response.headers["Vary"] = "Accept"
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-@bp.app_template_filter("when")
-def when(value: float | None) -> str:
-    """UTC time with how long ago, for people reading the page."""
-    if not value:
-        return "never"
-    stamp = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{stamp} ({ago(value)})"
-
-
-@bp.app_template_filter("ago")
-def ago(value: float | None) -> str:
-    if not value:
-        return "never"
-    delta = time.time() - value
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 60:
-        text = f"{delta:.0f}s"
-    elif delta < 3600:
-        text = f"{delta / 60:.0f}m"
-    elif delta < 86400:
-        text = f"{delta / 3600:.1f}h"
-    else:
-        text = f"{delta / 86400:.1f}d"
-    return f"in {text}" if future else f"{text} ago"

@@ -1,59 +1,38 @@
-"""Store records -> the JSON shapes of Harbor's v2.0 API (WebhookPolicy, Execution, Task, ...).
+"""Store views -> the JSON shapes of Harbor's v2.0 API (WebhookPolicy, Execution, Task, ...).
 
-Pure. Two time formats, as Harbor writes them: policies and last triggers go through go-openapi's
-strfmt.DateTime (milliseconds), executions and tasks through Go's time.RFC3339 (seconds).
-Secrets in targets are masked: Harbor returns auth_header in clear, the sidecar never does.
+Pure. Two time formats, as Harbor writes them (`sidecar.timefmt`): policies and last triggers
+go through go-openapi's strfmt.DateTime (milliseconds), executions and tasks through Go's
+time.RFC3339 (seconds). Secrets in targets are masked: Harbor returns auth_header in clear, the
+sidecar never does.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
-from datetime import datetime
 from typing import Any
 
+from sidecar.dispatch.formats import UnknownFormat
+from sidecar.dispatch.formats import format_for
+from sidecar.redact import masked_target
+from sidecar.rules.target import Target
+from sidecar.store.delivery_history import Trigger
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
-from sidecar.store.webhooks import MASK
-from sidecar.store.webhooks import SECRET_TARGET_KEYS
-from sidecar.store.webhooks import DeliveryView
-from sidecar.store.webhooks import PolicyView
-from sidecar.store.webhooks import ProjectView
-
-ZERO_STRFMT = "0001-01-01T00:00:00.000Z"
-ZERO_RFC3339 = "0001-01-01T00:00:00Z"
+from sidecar.store.views import DeliveryView
+from sidecar.store.views import PolicyView
+from sidecar.store.views import ProjectView
+from sidecar.timefmt import rfc3339_time
+from sidecar.timefmt import strfmt_time
 
 #: Our delivery status -> Harbor's task/execution status.
 HARBOR_STATUS = {PENDING: "Pending", SENDING: "Running", DELIVERED: "Success", FAILED: "Error"}
 OUR_STATUS = {value: key for key, value in HARBOR_STATUS.items()}
 
 
-def strfmt_time(when: float | None) -> str:
-    if not when:
-        return ZERO_STRFMT
-    moment = datetime.fromtimestamp(when, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def rfc3339_time(when: float | None) -> str:
-    if not when:
-        return ZERO_RFC3339
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def target_json(target: dict[str, Any]) -> dict[str, Any]:
+def target_json(target: Target) -> dict[str, Any]:
     """Harbor's WebhookTargetObject with secrets masked; omitempty fields left out."""
-    out: dict[str, Any] = {"type": target.get("type", "http"), "address": target.get("address", "")}
-    if target.get("auth_header"):
-        out["auth_header"] = MASK
-    out["skip_cert_verify"] = bool(target.get("skip_cert_verify", False))
-    if target.get("payload_format"):
-        out["payload_format"] = target["payload_format"]
-    for key, value in target.items():  # fields beyond Harbor's (signing secret, ...)
-        if key not in out and key != "auth_header":
-            out[key] = MASK if key in SECRET_TARGET_KEYS and value else value
-    return out
+    return masked_target(target)
 
 
 def policy_json(policy: PolicyView) -> dict[str, Any]:
@@ -72,13 +51,13 @@ def policy_json(policy: PolicyView) -> dict[str, Any]:
     }
 
 
-def last_trigger_json(policy: PolicyView, event_type: str, when: float | None) -> dict[str, Any]:
+def last_trigger_json(policy: PolicyView, trigger: Trigger) -> dict[str, Any]:
     return {
         "policy_name": policy.name,
-        "event_type": event_type,
+        "event_type": trigger.event_type,
         "enabled": policy.enabled,
         "creation_time": strfmt_time(policy.created_at),
-        "last_trigger_time": strfmt_time(when),
+        "last_trigger_time": strfmt_time(trigger.created_at),
     }
 
 
@@ -97,8 +76,12 @@ def project_json(project: ProjectView) -> dict[str, Any]:
     }
 
 
-def vendor_type(target: dict[str, Any]) -> str:
-    return "SLACK" if target.get("type") == "slack" else "WEBHOOK"
+def vendor_type(target: Target) -> str:
+    """Harbor's execution vendor type for the target's format (WEBHOOK, SLACK)."""
+    try:
+        return format_for(target).vendor_type
+    except UnknownFormat:
+        return "WEBHOOK"
 
 
 def _metrics(status: str) -> dict[str, int]:
@@ -147,9 +130,23 @@ def task_json(delivery: DeliveryView) -> dict[str, Any]:
     }
 
 
+def webhook_job_json(delivery: DeliveryView, body: str) -> dict[str, Any]:
+    """One delivery as Harbor's legacy WebhookJob (the deprecated /webhook/jobs list)."""
+    return {
+        "id": delivery.id,
+        "policy_id": delivery.policy_id,
+        "event_type": delivery.event_type,
+        "notify_type": delivery.target.type,
+        "status": HARBOR_STATUS.get(delivery.status, "Pending"),
+        "job_detail": body,
+        "creation_time": strfmt_time(delivery.created_at),
+        "update_time": strfmt_time(delivery.updated_at),
+    }
+
+
 def task_log(delivery: DeliveryView, body: str) -> str:
     """Harbor's webhook job log lines, one run per attempt. Never a request header."""
-    kind = "slack" if delivery.target.get("type") == "slack" else "webhook"
+    kind = vendor_type(delivery.target).lower()
     lines: list[str] = []
 
     def line(when: float, level: str, text: str) -> None:

@@ -1,15 +1,14 @@
-"""Reports from `store.reports` (or /sidecar/status JSON) as plain-text tables for a terminal.
+"""The operators' reports (/sidecar/status JSON, `api.ops.report`) as plain-text tables.
 
 Pure: dicts in, text out. The CLI prints these; the values are already redacted.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import UTC
-from datetime import datetime
 from typing import Any
+
+from sidecar.timefmt import terminal_when as when
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
@@ -27,22 +26,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int 
 def _cell(value: Any, max_width: int) -> str:
     text = "" if value is None else " ".join(str(value).split())
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
-
-
-def when(stamp: float | None, now: float | None = None) -> str:
-    if not stamp:
-        return "never"
-    now = time.time() if now is None else now
-    delta = now - stamp
-    if abs(delta) < 120:
-        ago = f"{delta:.0f}s"
-    elif abs(delta) < 7200:
-        ago = f"{delta / 60:.0f}m"
-    elif abs(delta) < 172800:
-        ago = f"{delta / 3600:.0f}h"
-    else:
-        return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{ago} ago" if delta >= 0 else f"in {ago.lstrip('-')}"
 
 
 def code_error(item: dict[str, Any]) -> str:

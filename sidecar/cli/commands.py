@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import sys
 
 from sidecar import __version__
-from sidecar import endpoint_check
+from sidecar.cli import endpoint_check
 from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
 from sidecar.config import validate
+from sidecar.redact import database_url
+from sidecar.redact import redact_address
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 
@@ -58,7 +61,7 @@ def _prepare_store(settings: Settings):
     from sidecar.app import preload_rules
     from sidecar.store import db as store_db
 
-    where = store_db.redacted_url(settings.database)
+    where = database_url(settings.database)
     try:
         store_db.bind(settings.database)
     except Exception as exc:
@@ -95,8 +98,6 @@ def _open_store(args: argparse.Namespace) -> None:
 
 
 def _store_or_fail(args: argparse.Namespace) -> bool:
-    from sidecar.store import db as store_db
-
     try:
         _open_store(args)
     except ConfigError as exc:
@@ -104,8 +105,7 @@ def _store_or_fail(args: argparse.Namespace) -> bool:
         return False
     except Exception as exc:
         url = args.database or "(from configuration)"
-        print(f"sidecar: cannot open database {store_db.redacted_url(url)}: {exc}",
-              file=sys.stderr)
+        print(f"sidecar: cannot open database {database_url(url)}: {exc}", file=sys.stderr)
         return False
     return True
 
@@ -117,7 +117,7 @@ def _print_json(value) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sidecar.report_text import status_text
+    from sidecar.cli.report_text import status_text
 
     if args.url:
         import requests
@@ -133,10 +133,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         if not _store_or_fail(args):
             return 2
-        from sidecar.store.reports import redact_address
-        from sidecar.store.reports import status_report
+        from sidecar.api.ops.report import status_json
+        from sidecar.store.status_report import status_report
 
-        status = status_report(limit=args.limit)
+        status = status_json(status_report(limit=args.limit))
         settings = load_settings(args.config)
         status["upstream"] = {"url": redact_address(settings.upstream),
                               "healthy": _upstream_healthy(settings.upstream)}
@@ -159,11 +159,13 @@ def _upstream_healthy(url: str) -> bool | None:
 def cmd_deliveries(args: argparse.Namespace) -> int:
     if not _store_or_fail(args):
         return 2
-    from sidecar.report_text import deliveries_table
-    from sidecar.store.reports import list_deliveries
+    from sidecar.api.ops.report import delivery_json
+    from sidecar.cli.report_text import deliveries_table
+    from sidecar.store.delivery_history import list_deliveries
 
-    rows = list_deliveries(failed=args.failed, policy=args.policy, project=args.project,
-                           limit=args.limit, with_history=args.json)
+    views = list_deliveries(failed=args.failed, policy=args.policy, project=args.project,
+                            limit=args.limit, with_history=args.json)
+    rows = [delivery_json(view, with_history=args.json) for view in views]
     if args.json:
         _print_json(rows)
     else:
@@ -171,9 +173,19 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from sidecar.store.reports import parse_duration
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '2h', '1d', '1w' (a bare number is seconds) -> seconds."""
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 10m")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
     if not args.ids and not args.failed:
         print("sidecar replay: give delivery IDs or --failed", file=sys.stderr)
         return 2
@@ -187,10 +199,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     if not _store_or_fail(args):
         return 2
-    from sidecar.report_text import replay_text
-    from sidecar.store.reports import replay
+    from sidecar.api.ops.report import replay_json
+    from sidecar.cli.report_text import replay_text
+    from sidecar.store.delivery_history import replay
 
-    result = replay(args.ids, failed=args.failed, since=since)
+    result = replay_json(replay(args.ids, failed=args.failed, since=since))
     if args.json:
         _print_json(result)
     else:

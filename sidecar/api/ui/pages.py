@@ -2,9 +2,9 @@
 
 Server-rendered, no script at all (a Content-Security-Policy forbids any), readable with
 scripts off. Every change goes through the code the REST API uses: `rules.policy.parse_policy`
-validates (Harbor's messages, shown next to the field they are about), `store.webhooks` saves,
-`store.reports.replay` re-queues, `dispatch.probe` tests an endpoint, `store.policies` holds the
-global switch. All database work runs through the runtime's executor.
+validates (Harbor's messages, shown next to the field they are about), `store.policy_catalog`
+saves, `store.delivery_history.replay` re-queues, `dispatch.probe` tests an endpoint,
+`store.policies` holds the global switch. All database work runs through the runtime's executor.
 
 Every POST carries the session's CSRF token; enable, disable and delete ask for confirmation
 on a page of their own (a GET that changes nothing, then a POST).
@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint
-from flask import current_app
 from flask import flash
 from flask import g
 from flask import redirect
@@ -25,30 +24,40 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
-from sidecar.api import ui_auth
-from sidecar.api import ui_views
-from sidecar.api.harbor import NOTIFICATION_ENABLE
-from sidecar.api.ui_forms import GENERAL
-from sidecar.api.ui_forms import PolicyForm
-from sidecar.api.ui_forms import field_errors
-from sidecar.api.ui_forms import raw_policy
-from sidecar.api.ui_forms import target_problems
+from sidecar import timefmt
+from sidecar.api.runtime import on_db
+from sidecar.api.runtime import runtime as current_runtime
+from sidecar.api.switches import NOTIFICATION_ENABLE
+from sidecar.api.switches import set_notifications
+from sidecar.api.ui import cards
+from sidecar.api.ui import session as ui_auth
+from sidecar.api.ui.forms import GENERAL
+from sidecar.api.ui.forms import PolicyForm
+from sidecar.api.ui.forms import field_errors
+from sidecar.api.ui.forms import raw_policy
+from sidecar.api.ui.forms import target_problems
+from sidecar.dispatch import formats
 from sidecar.dispatch.probe import probe
 from sidecar.dispatch.probe import sample_event
 from sidecar.events.model import EVENT_TYPES
-from sidecar.rules.policy import PAYLOAD_FORMATS
-from sidecar.rules.policy import TARGET_TYPES
+from sidecar.redact import unmask_targets
 from sidecar.rules.policy import parse_policy
+from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
-from sidecar.store import reports
-from sidecar.store import webhooks as store
+from sidecar.store import policy_catalog as store
 from sidecar.store.models import FAILED
-from sidecar.store.webhooks import Page
-from sidecar.store.webhooks import PolicyView
-from sidecar.store.webhooks import ProjectView
+from sidecar.store.views import Conflict
+from sidecar.store.views import NotFound
+from sidecar.store.views import Page
+from sidecar.store.views import PolicyView
+from sidecar.store.views import ProjectView
+from sidecar.store.views import ReadOnly
+from sidecar.store.views import StoreError
 
 bp = Blueprint("ui", __name__, url_prefix=ui_auth.UI_PREFIX)
 bp.record_once(lambda state: ui_auth.configure(state.app))
+bp.add_app_template_filter(timefmt.when, "when")
+bp.add_app_template_filter(timefmt.ago, "ago")
 
 DELIVERIES_PER_PAGE = 20
 OPEN_ENDPOINTS = ("ui.login",)
@@ -80,23 +89,20 @@ class UIError(Exception):
 
 # -- plumbing ------------------------------------------------------------------------------
 
-def _runtime():
-    return current_app.extensions["sidecar"]
+def _refused(exc: StoreError) -> Exception:
+    """A missing object becomes a 404 page; the pages handle the other refusals."""
+    return UIError(404, exc.message) if isinstance(exc, NotFound) else exc
 
 
 def _db(fn, *args: Any, **kwargs: Any) -> Any:
-    """Run store work on a database thread; a missing object becomes a 404 page."""
-    try:
-        return _runtime().executor.run(fn, *args, **kwargs)
-    except store.NotFound as exc:
-        raise UIError(404, exc.message) from None
+    return on_db(fn, *args, refused=_refused, **kwargs)
 
 
 @bp.before_request
 def _guard():
     g.csp_nonce = secrets.token_urlsafe(16)
     if request.endpoint not in OPEN_ENDPOINTS:
-        g.user = ui_auth.current_user(_runtime().settings.admin_password)
+        g.user = ui_auth.current_user(current_runtime().settings.admin_password)
         if g.user is None:
             if request.method in ui_auth.SAFE_METHODS:
                 return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
@@ -152,7 +158,7 @@ def login():
     if request.method == "GET":
         return render_template("ui/login.html", next=next_path, error="")
     if ui_auth.log_in(request.form.get("username", ""), request.form.get("password", ""),
-                      _runtime().settings.admin_password):
+                      current_runtime().settings.admin_password):
         return redirect(next_path)
     return render_template("ui/login.html", next=next_path,
                            error="Invalid user name or password."), 401
@@ -184,16 +190,15 @@ def _project(project_id: int) -> ProjectView:
 def _webhooks_data(project_id: int) -> tuple[ProjectView, list[dict[str, Any]]]:
     project = store.find_project(str(project_id))
     _, policies = store.list_policies(project.id, Page(1, 0))
-    triggers = {t["id"]: t for t in reports.policy_triggers(project.id)}
-    return project, [ui_views.policy_card(p, triggers.get(p.id)) for p in policies]
+    return project, [cards.policy_card(item) for item in history.policy_triggers(policies)]
 
 
 @bp.get("/projects/<int:project_id>/webhooks")
 def webhooks(project_id: int):
-    project, cards = _db(_webhooks_data, project_id)
-    runtime = _runtime()
+    project, policy_cards = _db(_webhooks_data, project_id)
+    runtime = current_runtime()
     return render_template(
-        "ui/webhooks.html", project=project, policies=cards,
+        "ui/webhooks.html", project=project, policies=policy_cards,
         notifications_enabled=_db(runtime.notifications_enabled),
         rules_file=runtime.settings.rules or "",
     )
@@ -210,12 +215,12 @@ def policy(project_id: int, policy_id: int):
     show = request.args.get("show", "all")
     page = max(_int_arg("page", 1), 1)
     filters = {"status": [FAILED]} if show == "failed" else {}
-    total, rows = _db(store.list_executions, stored.id, Page(page, DELIVERIES_PER_PAGE), filters)
-    triggers = _db(reports.policy_triggers, project.id)
-    found = next((t for t in triggers if t["id"] == stored.id), None)
+    total, rows = _db(history.list_executions, stored.id, Page(page, DELIVERIES_PER_PAGE),
+                      filters)
+    [triggers] = _db(history.policy_triggers, [stored])
     return render_template(
-        "ui/policy.html", project=project, policy=ui_views.policy_card(stored, found),
-        deliveries=[ui_views.delivery_row(d) for d in rows], total=total, page=page,
+        "ui/policy.html", project=project, policy=cards.policy_card(triggers),
+        deliveries=[cards.delivery_row(d) for d in rows], total=total, page=page,
         pages=max((total + DELIVERIES_PER_PAGE - 1) // DELIVERIES_PER_PAGE, 1), show=show,
     )
 
@@ -235,9 +240,10 @@ def _render_form(project: ProjectView, form: PolicyForm, stored: PolicyView | No
     return render_template(
         "ui/policy_form.html", project=project, form=form, stored=stored,
         errors=errors or {}, general=(errors or {}).get(GENERAL, []), test=test,
-        event_types=EVENT_TYPES, notify_types=TARGET_TYPES, payload_formats=PAYLOAD_FORMATS,
+        event_types=EVENT_TYPES, notify_types=formats.target_types(),
+        payload_formats=formats.payload_formats(),
         read_only=bool(stored and stored.source == policy_store.RULES),
-        rules_file=_runtime().settings.rules or "",
+        rules_file=current_runtime().settings.rules or "",
     ), status
 
 
@@ -274,9 +280,9 @@ def _submit(project: ProjectView, form: PolicyForm, stored: PolicyView | None):
             _db(store.update_policy, project.id, stored.id, policy)
             policy_id = stored.id
             flash(f"Webhook {policy.name} saved.", "ok")
-    except store.Conflict as exc:
+    except Conflict as exc:
         return _render_form(project, form, stored, {"name": [exc.message]}, status=409)
-    except store.ReadOnly as exc:
+    except ReadOnly as exc:
         return _render_form(project, form, stored, {GENERAL: [exc.message]}, status=403)
     return redirect(url_for("ui.webhooks", project_id=project.id, _anchor=f"policy-{policy_id}"))
 
@@ -289,13 +295,14 @@ def _test_endpoint(project: ProjectView, form: PolicyForm, raw: dict[str, Any],
     if problems:
         shown = target_problems(problems) or problems
         return _render_form(project, form, stored, field_errors(shown), status=400)
+    target = policy.targets[0]
     if stored is not None:  # a masked auth header stands for the stored one
-        policy = store.unmask_targets(policy, stored.targets)
-    settings = _runtime().settings
+        [target] = unmask_targets([target], stored.targets)
+    settings = current_runtime().settings
     payload = sample_event(project.name, settings.hostname or request.host)
-    outcome = probe(policy.targets[0].as_dict(), payload,
+    outcome = probe(target, payload,
                     settings.webhook_job_http_client_timeout, project_id=project.id,
-                    addresses=_runtime().addresses)
+                    addresses=current_runtime().addresses)
     return _render_form(project, form, stored, test=outcome)
 
 
@@ -312,7 +319,7 @@ def confirm(project_id: int, policy_id: int, action: str):
             "ui/confirm.html", project=project, policy=stored, action=action, verb=verb,
             explanation=explanation, back=back,
             read_only=stored.source == policy_store.RULES,
-            rules_file=_runtime().settings.rules or "")
+            rules_file=current_runtime().settings.rules or "")
     try:
         if action == "delete":
             _db(store.delete_policy, project.id, stored.id)
@@ -326,27 +333,27 @@ def confirm(project_id: int, policy_id: int, action: str):
             return redirect(back)
         _db(store.update_policy, project.id, stored.id, policy)
         flash(f"Webhook {stored.name} {action}d.", "ok")
-    except store.ReadOnly as exc:
+    except ReadOnly as exc:
         flash(exc.message, "error")
     return redirect(back)
 
 
-def _replay_one(project_id: int, policy_id: int, delivery_id: int) -> dict[str, Any]:
+def _replay_one(project_id: int, policy_id: int, delivery_id: int) -> history.Replayed:
     store.get_policy(project_id, policy_id)
-    store.get_execution(policy_id, delivery_id)  # 404 unless it is this policy's
-    return reports.replay([delivery_id])
+    history.get_execution(policy_id, delivery_id)  # 404 unless it is this policy's
+    return history.replay([delivery_id])
 
 
 @bp.post("/projects/<int:project_id>/webhooks/<int:policy_id>/deliveries/<int:delivery_id>"
          "/replay")
 def replay(project_id: int, policy_id: int, delivery_id: int):
     result = _db(_replay_one, project_id, policy_id, delivery_id)
-    if result["requeued"]:
-        _runtime().dispatcher.wake()
+    if result.requeued:
+        current_runtime().dispatcher.wake()
         flash(f"Delivery {delivery_id} queued again; its earlier attempts stay in the list.",
               "ok")
-    for skipped in result["skipped"]:
-        flash(f"Delivery {skipped['id']} not replayed: {skipped['reason']}.", "error")
+    for skipped in result.skipped:
+        flash(f"Delivery {skipped.id} not replayed: {skipped.reason}.", "error")
     return redirect(url_for("ui.policy", project_id=project_id, policy_id=policy_id))
 
 
@@ -354,10 +361,10 @@ def replay(project_id: int, policy_id: int, delivery_id: int):
 
 @bp.route("/settings", methods=["GET", "POST"])
 def settings():
-    runtime = _runtime()
+    runtime = current_runtime()
     if request.method == "POST":
         enabled = request.form.get(NOTIFICATION_ENABLE) == "on"
-        _db(policy_store.set_setting, NOTIFICATION_ENABLE, "true" if enabled else "false")
+        _db(set_notifications, enabled)
         flash(f"Webhooks {'enabled' if enabled else 'disabled'} for the whole system.", "ok")
         return redirect(url_for("ui.settings"))
     return render_template(

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 from flask import Response
 from flask import current_app
 
 from sidecar.metrics import exposition
-from sidecar.store.reports import queue_numbers
+from sidecar.store.status_report import queue_numbers
 
 bp = Blueprint("metrics", __name__, url_prefix="/sidecar")
+
+
+def _numbers() -> dict[str, Any]:
+    numbers = queue_numbers()
+    return {"deliveries": numbers.by_status, "depth": numbers.depth, "due_now": numbers.due_now}
 
 
 @bp.get("/metrics")
 def metrics():
     runtime = current_app.extensions["sidecar"]
-    body, content_type = exposition(lambda: runtime.executor.run(queue_numbers))
+    body, content_type = exposition(lambda: runtime.executor.run(_numbers))
     return Response(body, content_type=content_type)

@@ -1,4 +1,5 @@
-"""Harbor's request conventions: error bodies, page/page_size, q, sort, Link, JSON bodies.
+"""Harbor's request conventions: error bodies, page/page_size, q, sort, Link, JSON bodies,
+booleans.
 
 Messages are Harbor's own: its go-swagger layer answers 422 "validation failure list:\\n..." for
 parameters it cannot bind, and its query builder answers 400 for a malformed `q`.
@@ -11,8 +12,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Response
+from flask import request
 
-from sidecar.store.webhooks import Page
+from sidecar.store.views import Page
 
 MAX_PAGE_SIZE = 100
 
@@ -141,13 +143,37 @@ def json_body(raw: bytes, name: str) -> Any:
         raise unprocessable(f'parsing {name} body from "" failed, because {exc}') from None
 
 
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
 def parse_bool(value: Any) -> bool | None:
-    """Go's strconv.ParseBool on Harbor's string-or-bool config values; None if invalid."""
+    """Go's strconv.ParseBool (what Harbor's Go code accepts); None if invalid."""
     if isinstance(value, bool):
         return value
     text = str(value)
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
+    if text in _TRUE:
         return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
+    if text in _FALSE:
         return False
     return None
+
+
+def _bool_param(raw: str | None, name: str, where: str, default: bool | None) -> bool | None:
+    if raw is None or raw == "":
+        return default
+    value = parse_bool(raw)
+    if value is None:
+        raise unprocessable(f'{name} in {where} must be of type bool: "{raw}"')
+    return value
+
+
+def query_bool(name: str, default: bool | None = None) -> bool | None:
+    """A boolean query parameter of this request (`with_detail=True` from generated clients
+    included); 422 as go-swagger answers for anything strconv.ParseBool refuses."""
+    return _bool_param(request.args.get(name), name, "query", default)
+
+
+def header_bool(name: str, default: bool = False) -> bool:
+    """A boolean header of this request (X-Is-Resource-Name, X-Resource-Name-In-Location)."""
+    return bool(_bool_param(request.headers.get(name), name, "header", default))

@@ -1,0 +1,23 @@
+"""Harbor's v2.0 REST API for webhook policies, their history, projects and the global switch.
+
+Same paths, bodies, status codes, headers and messages as Harbor, so scripts, Harbor's API
+clients and the Terraform provider work unchanged. One module per resource; `blueprint` holds
+what they share, `params` Harbor's request conventions, `shapes` its response models.
+Deviations, each on purpose:
+- auth_header (and any signing secret) is answered masked as "***"; sent back unchanged in a
+  PUT, the stored secret is kept.
+- Policies from the rules file are read-only here: 403 FORBIDDEN, saying the rules file
+  manages them (RBAC-style, as Harbor answers what a user may not change).
+- One task per execution (one delivery per event x policy x target); task id = execution id.
+- The test endpoint Harbor removed is back, made safe (see dispatch/probe.py).
+All database work runs through the runtime's executor, never on the event loop.
+"""
+
+from sidecar.api.harbor import configurations as configurations
+from sidecar.api.harbor import executions as executions
+from sidecar.api.harbor import policies as policies
+from sidecar.api.harbor import policy_probe as policy_probe
+from sidecar.api.harbor import projects as projects
+from sidecar.api.harbor.blueprint import bp as bp
+
+__all__ = ["bp", "configurations", "executions", "policies", "policy_probe", "projects"]

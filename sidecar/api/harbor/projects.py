@@ -1,0 +1,71 @@
+"""Projects: list (name, public), existence check, create, read, delete."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask import jsonify
+from flask import request
+
+from sidecar.api.harbor import shapes
+from sidecar.api.harbor.blueprint import PREFIX
+from sidecar.api.harbor.blueprint import bp
+from sidecar.api.harbor.blueprint import created
+from sidecar.api.harbor.blueprint import db
+from sidecar.api.harbor.blueprint import empty
+from sidecar.api.harbor.blueprint import listing
+from sidecar.api.harbor.blueprint import project
+from sidecar.api.harbor.params import bad_request
+from sidecar.api.harbor.params import json_body
+from sidecar.api.harbor.params import page_from
+from sidecar.api.harbor.params import parse_bool
+from sidecar.api.harbor.params import query_bool
+from sidecar.api.harbor.params import unprocessable
+from sidecar.rules.policy import PROJECT_NAME
+from sidecar.store import policy_catalog as catalog
+
+
+@bp.get("/projects")
+def list_projects():
+    if request.method == "HEAD":  # Harbor's "does this project name exist?"
+        return _head_project()
+    page = page_from(request.args)
+    public = query_bool("public")
+    query_bool("with_detail", True)  # every answer here is the detailed one
+    total, rows = db(catalog.list_projects, page, request.args.get("name", ""), public)
+    return listing([shapes.project_json(p) for p in rows], total, page)
+
+
+def _head_project() -> Response:
+    name = request.args.get("project_name", "")
+    if not name:
+        raise unprocessable("project_name in query is required")
+    db(catalog.find_project, name, True)
+    return empty()
+
+
+@bp.post("/projects")
+def create_project():
+    raw = json_body(request.get_data(), "project")
+    if not isinstance(raw, dict):
+        raise bad_request("a project must be a JSON object")
+    name = raw.get("project_name")
+    if not isinstance(name, str) or not name:
+        raise unprocessable("project_name in body is required")
+    if len(name) > 255 or not PROJECT_NAME.match(name):
+        raise bad_request("project name is not in lower case or contains illegal characters!")
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    public = parse_bool(metadata.get("public", raw.get("public", False))) or False
+    new_id = db(catalog.create_project, name, public)
+    return created(f"{PREFIX}/projects", new_id, name)
+
+
+@bp.get("/projects/<ref>")
+def get_project(ref: str):
+    return jsonify(shapes.project_json(project(ref)))
+
+
+@bp.delete("/projects/<ref>")
+def delete_project(ref: str):
+    db(catalog.delete_project, project(ref).id)
+    return empty()
+

@@ -1,0 +1,1 @@
+"""The operators' pages: /sidecar/healthz, /sidecar/status (JSON and HTML), /sidecar/metrics."""

@@ -1,0 +1,106 @@
+"""The store's status views -> the JSON operators read: /sidecar/status, its page, the CLI.
+
+Pure. Every target goes through `redact.public_target` and every error text through
+`redact.scrub` with the secrets of its target: what one view hides, all hide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.redact import public_target
+from sidecar.redact import scrub
+from sidecar.redact import secrets_of
+from sidecar.store.delivery_history import PolicyTriggers
+from sidecar.store.delivery_history import Replayed
+from sidecar.store.models import PENDING
+from sidecar.store.status_report import EndpointHealth
+from sidecar.store.status_report import QueueNumbers
+from sidecar.store.status_report import StatusReport
+from sidecar.store.views import DeliveryView
+
+
+def delivery_json(view: DeliveryView, with_history: bool = False) -> dict[str, Any]:
+    secrets = secrets_of([view.target])
+    out: dict[str, Any] = {
+        "id": view.id,
+        "uid": view.uid,
+        "event_type": view.event_type,
+        "project": view.project,
+        "policy": view.policy_name,
+        "target": public_target(view.target),
+        "status": view.status,
+        "attempts": view.attempts,
+        "max_attempts": view.max_attempts,
+        "last_status_code": view.last_status_code,
+        "last_error": scrub(view.last_error, secrets),
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+        "finished_at": view.finished_at,
+        "next_attempt_at": view.next_attempt_at if view.status == PENDING else None,
+    }
+    if with_history:
+        out["history"] = [
+            {"number": a.number, "started_at": a.started_at, "duration_ms": a.duration_ms,
+             "status_code": a.status_code, "error": scrub(a.error, secrets)}
+            for a in view.attempt_rows
+        ]
+    return out
+
+
+def endpoint_json(entry: EndpointHealth) -> dict[str, Any]:
+    return {
+        "type": entry.type, "address": entry.address, "policies": list(entry.policies),
+        "delivered": entry.delivered, "failed": entry.failed, "retrying": entry.retrying,
+        "pending": entry.pending, "last_status": entry.last_status,
+        "last_status_code": entry.last_status_code,
+        "last_error": scrub(entry.last_error, secrets_of(entry.targets)),
+        "last_attempt_at": entry.last_attempt_at, "last_failure_at": entry.last_failure_at,
+        "last_success_at": entry.last_success_at, "state": entry.state,
+    }
+
+
+def policy_triggers_json(item: PolicyTriggers) -> dict[str, Any]:
+    policy = item.policy
+    triggers = [
+        {"event_type": t.event_type,
+         "last_trigger_time": int(t.created_at) if t.created_at is not None else None,
+         "status": t.status, "status_code": t.status_code, "delivery_id": t.delivery_id}
+        for t in item.triggers
+    ]
+    return {
+        "id": policy.id,
+        "project": policy.project,
+        "name": policy.name,
+        "source": policy.source,
+        "enabled": policy.enabled,
+        "event_types": list(policy.event_types),
+        "targets": [public_target(t) for t in policy.targets],
+        "last_trigger": {t["event_type"]: t["last_trigger_time"] for t in triggers
+                         if t["last_trigger_time"] is not None},
+        "triggers": triggers,
+    }
+
+
+def queue_json(numbers: QueueNumbers) -> dict[str, Any]:
+    return {"depth": numbers.depth, "due_now": numbers.due_now}
+
+
+def status_json(report: StatusReport) -> dict[str, Any]:
+    """Everything /sidecar/status reports from the store."""
+    return {
+        "generated_at": report.generated_at,
+        "deliveries": dict(report.queue.by_status),
+        "queue": queue_json(report.queue),
+        "attempts": report.attempts,
+        "endpoints": [endpoint_json(e) for e in report.endpoints],
+        "recent_failures": [delivery_json(d, True) for d in report.recent_failures],
+        "retrying": [delivery_json(d, True) for d in report.retrying],
+        "recent": [delivery_json(d, True) for d in report.recent],
+        "policies": [policy_triggers_json(p) for p in report.policies],
+    }
+
+
+def replay_json(result: Replayed) -> dict[str, Any]:
+    return {"requeued": [delivery_json(d) for d in result.requeued],
+            "skipped": [{"id": s.id, "reason": s.reason} for s in result.skipped]}

@@ -1,0 +1,5 @@
+"""The web UI under /sidecar/ui/: Harbor's webhook pages, server-rendered (see `pages`)."""
+
+from sidecar.api.ui.pages import bp as bp
+
+__all__ = ["bp"]
