@@ -25,7 +25,11 @@ from sidecar.events.retention import DeletedArtifact
 from sidecar.events.retention import TagRetentionEvent
 from sidecar.events.retention import harbor_hostname
 from sidecar.events.retention import retention_payload
+from sidecar.record.recorder import build_records
 from sidecar.rules.load import parse_rules
+from sidecar.rules.policy import Filters
+from sidecar.store.policies import ProjectPolicies
+from sidecar.store.policies import StoredPolicy
 from tests.consumer_rules import assert_harbor_compatible
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harbor_retention"
@@ -145,3 +149,22 @@ def test_the_consumer_rules_catch_what_a_go_decoder_would_not_take(mutate, rule)
     mutate(payload["event_data"]["retention"])
     with pytest.raises(AssertionError, match=f"^{rule}:"):
         assert_harbor_compatible(payload)
+
+
+def test_the_recorder_matches_and_records_it_like_any_family():
+    """A project-wide event: a policy's repository and tag filters do not apply to it, as
+    Harbor's GetRelatedPolices matches TAG_RETENTION by project and event type only."""
+    event, _ = GOLDEN["latest_pushed_manual"]
+    hook = {"type": "http", "address": "http://127.0.0.1:9/hook"}
+    subscribed = StoredPolicy(id=1, project="library", name="ops", enabled=True,
+                              event_types=(TAG_RETENTION,), targets=(hook,),
+                              filters=Filters(repositories=("web/**",), tags=("v*",)))
+    pushes_only = StoredPolicy(id=2, project="library", name="ci", enabled=True,
+                               event_types=("PUSH_ARTIFACT",), targets=(hook,))
+    projects = {"library": ProjectPolicies("library", False, (subscribed, pushes_only))}
+    (record,) = build_records([event], projects, {}, "harbor.example.com", True)
+    assert (record.type, record.project, record.repository, record.operator) == \
+        (TAG_RETENTION, "library", "", "admin")
+    assert [d.policy_id for d in record.deliveries] == [1]
+    assert encode(record.payload) == \
+        (FIXTURES / "latest_pushed_manual.json").read_bytes().rstrip(b"\n")
