@@ -1,6 +1,6 @@
 """glob_match (sidecar.rules.match) vs bmatcuk/doublestar v1.3.4 Match, for tags and repository names."""
 import os, random, subprocess, sys
-from sidecar.rules.match import glob_match
+from sidecar.rules.globs import glob_match
 ORACLE = os.environ.get("ORACLE", os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle"))
 rng = random.Random(5)
 PAT = ["**", "*", "v*", "v1.*", "*-rc*", "release-?", "{v1,v2}*", "[0-9]*", "[!a-z]*", "a/**", "**/b", "a/*", "a/**/b", "*/*", "a**", "**b", "a/b", "latest", "v[12].*", "{a,b/c}", "**/*", "a/*/c", "", "[a", "{a", "\\*", "a?c"]

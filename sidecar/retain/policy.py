@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar.rules.match import glob_match
+from sidecar.rules.globs import glob_match
 from sidecar.rules.retention import ALWAYS
 from sidecar.rules.retention import LAST_X_DAYS
 from sidecar.rules.retention import LATEST_ACTIVE_K

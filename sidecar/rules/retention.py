@@ -18,8 +18,8 @@ from typing import Any
 
 from sidecar.rules.cron import CronError
 from sidecar.rules.cron import validate_cron
+from sidecar.rules.globs import glob_problem
 from sidecar.rules.policy import Problem
-from sidecar.rules.policy import check_glob
 
 ALWAYS = "always"
 NOTHING = "nothing"
@@ -321,7 +321,7 @@ def _selector(raw: Any, decorations: tuple[str, ...], path: tuple[str | int, ...
         pattern = ""
     if not isinstance(pattern, str):
         problems.add((*path, "pattern"), "pattern must be a string")
-    elif pattern and (why := check_glob(pattern)):
+    elif pattern and (why := glob_problem(pattern)):
         problems.add((*path, "pattern"), why)
     extras = raw.get("extras", "")
     if extras is None:
