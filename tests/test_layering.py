@@ -58,7 +58,7 @@ PURE = ("events", "dispatch.formats", "dispatch.render", "dispatch.retry", "disp
 #: pure modules inside packages that also do I/O, held to more: of the sidecar they import
 #: only the pure units above and each other
 PURE_MODULES = ("scan.spec", "scan.report", "scan.summary", "scan.plan", "rules.cron",
-                "rules.retention", "retain.policy", "retain.activity")
+                "rules.globs", "rules.retention", "retain.policy", "retain.activity")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 
