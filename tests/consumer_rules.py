@@ -5,6 +5,8 @@ derived from Argo CD Image Updater, Flux, Keel, Kargo, the Jenkins plugin, KubeV
 and go-deploy. S1-S3 are what the Jenkins plugin, the receiver that acts on scan events, reads
 of them (its model classes under strict Jackson). Every failure names its rule, so a broken
 test says which receiver would break.
+R1-R6 are the TAG_RETENTION body as a Go decoder of Harbor's `Retention` struct
+(src/controller/event/model/event.go) reads it: no surveyed receiver handles that event.
 
     assert_harbor_compatible(payload, host="harbor.example.com")
     assert_request_compatible("POST", url, headers, body, address=url, auth_header="s3cret")
@@ -128,6 +130,9 @@ def assert_harbor_compatible(payload: Mapping[str, Any] | bytes | str,
         _check_artifact(resources, repository, host)
     if payload["type"] in SCAN_EVENT_TYPES:
         _check_scan(resources, repository)
+    if payload["type"] == "TAG_RETENTION":
+        _check_retention(data)
+
 
 
 def _check_scan(resources: list, repository: Mapping[str, Any] | None) -> None:
@@ -172,6 +177,69 @@ def _check_scan(resources: list, repository: Mapping[str, Any] | None) -> None:
             _check(isinstance(per, Mapping) and set(per) <= SEVERITIES
                    and all(_is_int(n) for n in per.values()), "S3",
                    f"summary.summary maps Harbor severities to integers, got {per!r}")
+
+
+RETENTION_KEYS = ("total", "retained", "harbor_hostname", "project_name", "retention_policy_id",
+                  "retention_rule", "result", "deleted_artifact")
+RULE_KEYS = frozenset({"template", "params", "tag_selectors", "scope_selectors"})
+SELECTOR_KEYS = ("kind", "decoration", "pattern", "extras")
+DELETED_KEYS = frozenset({"type", "status", "name_tag", "references", "fail_reason"})
+
+
+def _check_retention(data: Mapping[str, Any]) -> None:
+    _check(set(data) == {"retention"} and isinstance(data["retention"], Mapping), "R1",
+           f"TAG_RETENTION event_data holds only the retention object, got {sorted(data)}")
+    retention = data["retention"]
+    keys = list(retention)
+    _check(set(keys) <= set(RETENTION_KEYS), "R2",
+           f"retention keys outside Harbor's struct: {sorted(set(keys) - set(RETENTION_KEYS))}")
+    _check(keys == [k for k in RETENTION_KEYS if k in retention], "R2",
+           f"retention keys out of the Go struct's order: {keys}")
+    total, retained = retention.get("total"), retention.get("retained")
+    _check(_is_int(total) and _is_int(retained) and 0 <= retained <= total, "R2",
+           f"total and retained must be integers, 0 <= retained <= total: {total!r}, {retained!r}")
+    if "retention_policy_id" in retention:
+        _check(_is_int(retention["retention_policy_id"]) and retention["retention_policy_id"] > 0,
+               "R2", "retention_policy_id is a positive integer (omitted when 0)")
+    host = retention.get("harbor_hostname", "")
+    _check(isinstance(host, str) and "://" not in host and ":" not in host and "/" not in host,
+           "R3", f"harbor_hostname is a bare host, no scheme or port: {host!r}")
+    for rule in retention.get("retention_rule", []):
+        _check(isinstance(rule, Mapping) and set(rule) <= RULE_KEYS, "R4",
+               f"a retention rule holds only {sorted(RULE_KEYS)}: {rule!r}")
+        params = rule.get("params", {})
+        _check(isinstance(params, Mapping) and all(_is_int(v) for v in params.values()), "R4",
+               f"params map a template id to a number: {params!r}")
+        selectors = list(rule.get("tag_selectors", []))
+        for scope in rule.get("scope_selectors", {}).values():
+            selectors.extend(scope)
+        for selector in selectors:
+            _check(isinstance(selector, Mapping) and tuple(selector) == SELECTOR_KEYS
+                   and all(isinstance(v, str) for v in selector.values()), "R4",
+                   f"a selector is exactly {{kind, decoration, pattern, extras}} (strings; "
+                   f"extras is a JSON string): {selector!r}")
+    _check(retention.get("result") == "SUCCESS", "R5",
+           f"result is Harbor's literal SUCCESS, got {retention.get('result')!r}")
+    deleted = retention.get("deleted_artifact", [])
+    _check(isinstance(deleted, list) and len(deleted) == total - retained, "R6",
+           f"deleted_artifact lists the total - retained deletions: {len(deleted)} for "
+           f"{total} - {retained}")
+    for item in deleted:
+        _check(isinstance(item, Mapping) and set(item) <= DELETED_KEYS, "R6",
+               f"deleted_artifact keys outside Harbor's ArtifactInfo: {item!r}")
+        _check(item.get("type") == "image" and item.get("status") == "SUCCESS", "R6",
+               f"a deleted artifact is type image, status SUCCESS: {item!r}")
+        name_tag = item.get("name_tag")
+        _check(isinstance(name_tag, str), "R6", f"name_tag must be a string: {name_tag!r}")
+        path, at, digest = name_tag.partition("@")
+        if at:
+            _check(_DIGEST.fullmatch(digest) is not None, "R6", f"bad digest in {name_tag!r}")
+        else:
+            path, colon, tag = name_tag.rpartition(":")
+            _check(bool(colon) and _TAG.fullmatch(tag) is not None, "R6",
+                   f"name_tag is <repository>:<tag> or <repository>@<digest>: {name_tag!r}")
+        _check(_PATH.fullmatch(path) is not None, "R6",
+               f"name_tag repository {path!r} is not a repository path")
 
 
 def _check_artifact(resources: list, repository: Mapping[str, Any] | None,

@@ -30,6 +30,7 @@ ALLOWED = {
     "proxy": {"events", "neterrors", "registry"},
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules"},
+    "retain": {"events", "rules"},
     "redact": {"rules"},
     "timefmt": set(),
     "config": {"registry", "rules"},
@@ -56,7 +57,8 @@ PURE = ("events", "dispatch.formats", "dispatch.render", "dispatch.retry", "disp
         "api.ops.report", "api.ui.cards", "api.ui.forms", "cli.report_text")
 #: pure modules inside packages that also do I/O, held to more: of the sidecar they import
 #: only the pure units above and each other
-PURE_MODULES = ("scan.spec", "scan.report", "scan.summary", "scan.plan")
+PURE_MODULES = ("scan.spec", "scan.report", "scan.summary", "scan.plan", "rules.cron",
+                "rules.globs", "rules.retention", "retain.policy", "retain.activity")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 

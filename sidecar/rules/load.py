@@ -20,12 +20,14 @@ from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
 from sidecar.rules.quota import QuotaRule
 from sidecar.rules.quota import parse_quota
+from sidecar.rules.retention import RetentionPolicy
+from sidecar.rules.retention import parse_retention
 from sidecar.rules.scanners import PROJECT_SCAN_KEYS
 from sidecar.rules.scanners import Scanner
 from sidecar.rules.scanners import parse_project_scanning
 from sidecar.rules.scanners import parse_scanners
 
-PROJECT_KEYS = ("name", "public", "webhooks", "quota", *PROJECT_SCAN_KEYS)
+PROJECT_KEYS = ("name", "public", "webhooks", "quota", *PROJECT_SCAN_KEYS, "retention")
 TOP_LEVEL_KEYS = ("projects", "scanners")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -38,6 +40,7 @@ class Project:
     auto_scan: bool = False
     scanner: str = ""  # "" = the default scanner
     quota: QuotaRule | None = None
+    retention: RetentionPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -235,10 +238,15 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
         for problem in found:
             report((*base, *problem.path), problem.message)
         quota = _quota(raw_project.get("quota"), base, environ, report)
+        retention = None
+        if raw_project.get("retention") is not None:
+            retention, found = parse_retention(raw_project["retention"])
+            for problem in found:
+                report((*base, "retention", *problem.path), problem.message)
         if name:
             projects.append(Project(name=name, public=bool(public), policies=tuple(policies),
                                     auto_scan=scanning.auto_scan, scanner=scanning.scanner,
-                                    quota=quota))
+                                    quota=quota, retention=retention))
     if problems:
         raise RulesError(problems)
     return Rules(projects=tuple(projects), source=source, scanners=scanners or ())
