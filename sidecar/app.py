@@ -257,6 +257,16 @@ class SidecarApp:
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
+    def proxy_for(self, path: str):
+        """The proxy serving `path` (its `serve(ProxyRequest, start_response)`), or None when
+        Flask does: the sidecar's own worker sends proxied requests there without an environ."""
+        if self.charts is not None and self.charts.handles(path):
+            return self.charts.serve
+        if path.startswith(SIDECAR_PREFIX) or (
+                path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
+            return None
+        return self.proxy.serve
+
 
 def create_flask(runtime: Runtime) -> Flask:
     app = Flask("sidecar")

@@ -28,6 +28,7 @@ ALLOWED = {
     "jobs": {"store"},
     "registry": {"neterrors"},
     "proxy": {"events", "neterrors", "registry"},
+    "server": {"proxy"},  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules"},
     "redact": {"rules"},

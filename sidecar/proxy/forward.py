@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
-from urllib.parse import quote
 
 import urllib3
 
@@ -24,6 +23,7 @@ from sidecar.neterrors import errno_reason
 from sidecar.proxy.errors import registry_error
 from sidecar.proxy.headers import forwarded_headers
 from sidecar.proxy.headers import observed
+from sidecar.proxy.request import ProxyRequest
 from sidecar.proxy.stream import client_gone
 from sidecar.proxy.stream import relay
 from sidecar.proxy.stream import request_body
@@ -60,14 +60,18 @@ class ProxyApp:
         self.observe = observe
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "") or "/"
-        target = environ.get("RAW_URI") or quote(path) + (
-            "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
-        headers = forwarded_headers(environ)  # HTTP/1.0 without Host: the address we serve
+        """WSGI entry (the stock gunicorn worker, tests)."""
+        return self.serve(ProxyRequest.from_environ(environ), start_response)
+
+    def serve(self, request: ProxyRequest, start_response) -> Iterable[bytes]:
+        """Forward one request; `start_response` and the result follow WSGI's contract."""
+        method = request.method
+        path = request.path
+        target = request.target
+        headers = forwarded_headers(request)  # HTTP/1.0 without Host: the address we serve
 
         try:
-            body, chunked = request_body(environ)
+            body, chunked = request_body(request)
         except ValueError:
             return _bad_request(start_response, "invalid Content-Length")
 
