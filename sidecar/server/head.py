@@ -127,7 +127,7 @@ def parse_head(data: bytes, limits: Limits, secure_headers: dict[str, str]) -> H
     parser = httptools.HttpRequestParser(found)
     try:
         parser.feed_data(data)
-    except httptools.HttpParserError as exc:  # includes HttpParserUpgrade (CONNECT, Upgrade)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # CONNECT, Upgrade
         raise Unusual(str(exc)) from None
     head = Head()
     version = parser.get_http_version()
