@@ -10,6 +10,7 @@ lean path) and on Flask's, plus a seeded fuzz of request heads.
 
 from __future__ import annotations
 
+import http.client
 import random
 import re
 import socket
@@ -252,3 +253,20 @@ def test_fuzzed_heads_get_the_same_verdicts(servers):
         if stock != ours:
             different.append(f"#{number} {case[:300]!r}: gunicorn {stock}, ours {ours}")
     assert not different, "\n".join(different)
+
+
+def test_busy_keep_alive_connection_outlives_the_keep_alive_timeout(servers):
+    """The 5 s timeout is for one head: a connection in use for longer stays open."""
+
+    for name, sidecar in servers.items():
+        conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+        try:
+            for _ in range(5):
+                conn.request("GET", "/v2/")
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, name
+                assert conn.sock is not None, f"{name} closed the connection"
+                time.sleep(1.3)
+        finally:
+            conn.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import time
 from datetime import datetime
 
 import gevent
@@ -78,52 +79,62 @@ class SidecarWorker(GeventWorker):
         server = listener.getsockname()
         trusted = not isinstance(addr, tuple) or _trusted(addr[0], cfg)
         secure_headers = cfg.secure_scheme_headers if trusted else {}
-        timer = gevent.Timeout(cfg.keepalive) if cfg.keepalive else None
+        keepalive = cfg.keepalive
         while True:
             try:
-                if timer is not None:
-                    timer.start()
-                data = self._read_head(reader)
-            except gevent.Timeout as exc:
-                if exc is timer:
-                    return  # slowloris, or an idle keep-alive connection: close, as gunicorn
-                raise
+                data = self._read_head(reader, keepalive)
+            except TimeoutError:
+                return  # slowloris, or an idle keep-alive connection: close, as gunicorn does
             except _Stock:
                 return self._stock(listener, client, addr, reader.buf)
-            finally:
-                if timer is not None:
-                    timer.cancel()
             if data is None:
                 return
             try:
                 head = parse_head(data, self._limits, secure_headers)
             except Unusual:
                 return self._stock(listener, client, addr, data + reader.buf)
-            if not self._request(head, reader, client, addr, server) or timer is None:
+            if not self._request(head, reader, client, addr, server) or not keepalive:
                 return
 
-    def _read_head(self, reader: Reader) -> bytes | None:
-        """The next request head, None at a clean end; _Stock when gunicorn must decide."""
+    def _read_head(self, reader: Reader, keepalive: float) -> bytes | None:
+        """The next request head, None at a clean end; _Stock when gunicorn must decide.
+
+        The whole head must arrive within `keepalive` seconds of starting to wait for it
+        (gunicorn's gevent worker puts a timeout around reading a head), else TimeoutError.
+        """
         buf = reader.buf
         searched = 0
         limits = self._limits
-        while True:
-            end = buf.find(b"\r\n\r\n", searched)
-            if end >= 0:
-                reader.buf = buf[end + 4:]
-                return buf[:end + 4]
-            if buf:
-                line_end = buf.find(b"\r\n")
-                if (line_end < 0 and len(buf) - 2 > limits.line) \
-                        or len(buf) > limits.head_bytes \
-                        or buf.count(b"\n") != buf.count(b"\r\n"):
-                    raise _Stock  # gunicorn answers 414, 431 or 400
-            data = reader.sock.recv(_RECV)
-            if not data:
-                return None  # closed (mid-head: gunicorn drops it silently too)
-            searched = max(0, len(buf) - 3)
-            buf += data
-            reader.buf = buf
+        sock = reader.sock
+        deadline = None
+        try:
+            while True:
+                end = buf.find(b"\r\n\r\n", searched)
+                if end >= 0:
+                    reader.buf = buf[end + 4:]
+                    return buf[:end + 4]
+                if buf:
+                    line_end = buf.find(b"\r\n")
+                    if (line_end < 0 and len(buf) - 2 > limits.line) \
+                            or len(buf) > limits.head_bytes \
+                            or buf.count(b"\n") != buf.count(b"\r\n"):
+                        raise _Stock  # gunicorn answers 414, 431 or 400
+                if keepalive:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + keepalive
+                    elif now >= deadline:
+                        raise TimeoutError
+                    sock.settimeout(deadline - now)
+                data = sock.recv(_RECV)
+                if not data:
+                    return None  # closed (mid-head: gunicorn drops it silently too)
+                searched = max(0, len(buf) - 3)
+                buf += data
+                reader.buf = buf
+        finally:
+            if deadline is not None:
+                sock.settimeout(None)
 
     def _request(self, head, reader: Reader, client, addr, server) -> bool:
         """Serve one request; whether the connection may carry another."""
