@@ -291,7 +291,8 @@ def create_app(settings: Settings, start: bool = True,
         submit(events)
 
     proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request,
-                     registry=runtime.registry)
+                     registry=runtime.registry,
+                     blob_redirect=settings.blob_redirect)
     charts = None
     if runtime.chart_upstream is not None:
         charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,

@@ -7,6 +7,7 @@ more than the forwarding (reference/performance-anchors). Flask serves only /sid
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -42,6 +43,8 @@ MANIFEST_LIMIT = 4 * 1024 * 1024
 #: Request headers inference needs; copied into the Exchange (lower-case).
 OBSERVED_REQUEST = ("authorization", "content-type", "user-agent", "x-request-id", "host")
 OBSERVED_RESPONSE = ("docker-content-digest", "content-type", "content-length")
+#: GET /v2/<name>/blobs/<digest> (not .../blobs/uploads/...)
+_BLOB_GET = re.compile(r"^/v2/.+/blobs/[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 
 Sink = Callable[[list[ArtifactEvent]], None]
 
@@ -51,8 +54,10 @@ class ProxyApp:
 
     def __init__(self, upstream: Upstream, sink: Sink, index: TagIndex | None = None,
                  observe: Callable[[str, int], None] | None = None,
-                 registry: RegistryClient | None = None):
+                 registry: RegistryClient | None = None, blob_redirect: str = ""):
         self.upstream = upstream
+        #: registry root clients can reach: blob GETs are sent there (307), never proxied
+        self.blob_redirect = blob_redirect.rstrip("/")
         self.sink = sink
         self.index = index or TagIndex()
         # the sidecar's own client for pre-delete lookups (anonymous when none is given)
@@ -68,6 +73,12 @@ class ProxyApp:
         method = request.method
         path = request.path
         target = request.target
+        if self.blob_redirect and method == "GET" and _BLOB_GET.match(path):
+            self._observe(method, 307)
+            start_response("307 Temporary Redirect", [
+                ("Location", self.blob_redirect + target), ("Content-Length", "0"),
+                ("Docker-Distribution-Api-Version", "registry/2.0")])
+            return []
         headers = forwarded_headers(request)  # HTTP/1.0 without Host: the address we serve
 
         try:
