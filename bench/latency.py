@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="pushes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", default="1,2")
-    args = parser.parse_args(argv)
+    measure(parser.parse_args(argv))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict[int, dict]:
+    """Prints the table; returns worker count -> {p50, p99, cpu_us_per_push}."""
+    results: dict[int, dict] = {}
     workdir = Path(tempfile.mkdtemp(prefix="sidecar-latency-"))
     registry = Registry(workdir / "registry").start()
     port = free_port()
@@ -157,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{percentile(lat, 0.9):>9.1f}{percentile(lat, 0.99):>9.1f}"
                   f"{(lat[-1] if lat else float('nan')):>9.1f}{result['put_ms']:>8.1f}"
                   f"{result['cpu_us_per_push']:>13.0f}")
+            results[workers] = {"p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99),
+                                "cpu_us_per_push": result["cpu_us_per_push"]}
         print("target: p50 <= 20 ms, p99 <= 100 ms")
     finally:
         arrivals.shutdown()
         registry.stop()
-    return 0
+    return results
 
 
 if __name__ == "__main__":
