@@ -43,11 +43,14 @@ ALLOWED = {
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt"},
-    "cli": {"api.ops", "app", "config", "events", "rules", "store", "dispatch",
+    "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
             "dispatch.formats", "redact", "timefmt", "proxy", "serve"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",
+            "preload",
             "proxy", "record", "registry", "rules", "store"},
     "serve": {"config", "app"},
+    # the master's rules preload: only what it needs, so the master stays small
+    "preload": {"config", "rules", "store"},
     "main": {"cli"},
 }
 #: No I/O library imported here: rendering and rule checking are testable without a network
