@@ -25,21 +25,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import latency  # noqa: E402
+from bench import matching  # noqa: E402
 from bench.blobs import make_blob  # noqa: E402
 from bench.blobs import upload_blob  # noqa: E402
-from bench.measure import RssSampler  # noqa: E402
 from bench.measure import cpu_seconds  # noqa: E402
 from bench.measure import curl_get_seconds  # noqa: E402
-from bench.measure import memory_kib  # noqa: E402
 from bench.measure import spread  # noqa: E402
 from bench.measure import wrk  # noqa: E402
+from bench.memory import bench_rss  # noqa: E402
+from bench.memory import print_rss  # noqa: E402
 from bench.services import CountingReceiver  # noqa: E402
 from bench.services import Nginx  # noqa: E402
 from bench.services import entry_point  # noqa: E402
 from bench.services import pull_rules  # noqa: E402
 from bench.services import sidecar_pids  # noqa: E402
 from bench.services import start_sidecar  # noqa: E402
-from bench.services import worker_pids  # noqa: E402
+from bench.table import print_table  # noqa: E402
 from tests.support import clients  # noqa: E402
 from tests.support.images import make_image  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
@@ -48,7 +50,9 @@ SMALL = "bench/small"
 BLOB_REPO = "bench/blob"
 TARGET_MANIFEST = 0.8
 TARGET_BLOB = 0.9
-TARGET_RSS_MB = 150
+#: wrk: manifest GETs; blob: a 200 MB GET; latency: push -> webhook (bench/latency.py);
+#: match: policy matching (bench/matching.py); rss: the process tree with 1 GiB through it
+PARTS = ("wrk", "blob", "latency", "match", "rss")
 
 
 @dataclass
@@ -135,29 +139,6 @@ def bench_blob(targets: list[Target], digest: str, runs: int) -> None:
             log(f"  blob run {run + 1} {target.name:<32} {seconds:.3f} s")
 
 
-def bench_rss(workdir: Path, registry: Registry, cache: Path, size_mib: int) -> dict:
-    """A fresh 1-worker sidecar: upload `size_mib` chunked through it, then download it."""
-    path, digest = make_blob(cache, size_mib)
-    sidecar = start_sidecar(workdir / "sidecar-rss", registry.url, workers=1)
-    try:
-        workers = worker_pids(sidecar)
-        start_kib = {pid: memory_kib(pid, "VmHWM") for pid in workers}
-        with RssSampler(workers) as sampler:
-            up = upload_blob(sidecar.url, "bench/rss", path, digest, chunked=True)
-            down = curl_get_seconds(f"{sidecar.url}/v2/bench/rss/blobs/{digest}")
-        direct = curl_get_seconds(f"{registry.url}/v2/bench/rss/blobs/{digest}")
-        direct_up = upload_blob(registry.url, "bench/rss-direct", path, digest, chunked=True)
-        return {
-            "size_mib": size_mib,
-            "workers": {pid: {"start": start_kib[pid], "hwm": memory_kib(pid, "VmHWM"),
-                              "sampled": sampler.peak_kib[pid]} for pid in workers},
-            "upload_s": up, "download_s": down, "direct_download_s": direct,
-            "direct_upload_s": direct_up,
-        }
-    finally:
-        sidecar.stop()
-
-
 def print_manifest(targets: list[Target], rounds: int, duration: str,
                    title: str = "Manifest GET throughput") -> None:
     direct = targets[0]
@@ -198,20 +179,6 @@ def print_blob(targets: list[Target], size_mib: int, runs: int) -> None:
         print(f"RATIO direct/{target.name} = {ratio:.2f}{verdict}")
 
 
-def print_rss(result: dict) -> None:
-    size = result["size_mib"]
-    print(f"\n## Sidecar worker memory while {size} MiB stream through (1 worker)")
-    print(f"chunked PATCH upload {result['upload_s']:.1f} s (direct "
-          f"{result['direct_upload_s']:.1f} s), GET {result['download_s']:.1f} s "
-          f"(direct {result['direct_download_s']:.1f} s)")
-    for pid, kib in result["workers"].items():
-        peak = max(kib["hwm"], kib["sampled"]) / 1024
-        verdict = "met" if peak <= TARGET_RSS_MB else "NOT met"
-        print(f"worker {pid}: RSS after start {kib['start'] / 1024:.0f} MB, peak (VmHWM) "
-              f"{kib['hwm'] / 1024:.0f} MB, sampled peak {kib['sampled'] / 1024:.0f} MB"
-              f"  (target <= {TARGET_RSS_MB} MB: {verdict})")
-
-
 def baseline_source(workdir: Path, revision: str) -> tuple[Path, str]:
     """The src/ tree of `revision` and its CLI entry point, to run that version alongside."""
     out = workdir / f"baseline-{revision.replace('/', '_')}"
@@ -231,7 +198,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("wrk", "blob", "rss"), action="append",
+    parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", default="6s", help="wrk duration per run")
@@ -253,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the random blobs are kept between runs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("wrk", "blob", "rss"))
+    parts = set(args.only or PARTS)
     for tool in ("wrk", "curl", "nginx", "skopeo", "docker-registry"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             print(f"bench: {tool} is missing (apt-get install -y {tool})", file=sys.stderr)
@@ -261,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
     started: list = []
+    found: dict = {}
+    targets: list[Target] = []
+    wrk_targets: list[Target] = []
     try:
         log(f"work directory {workdir}")
         registry = Registry(workdir / "registry").start()
@@ -286,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                 item.stop()
         if "rss" in parts:
             log(f"{args.rss_mib} MiB through a fresh sidecar")
-            print_rss(bench_rss(workdir, registry, args.cache, args.rss_mib))
+            found["rss_mb"] = print_rss(bench_rss(workdir, registry, args.cache, args.rss_mib))
+        if "latency" in parts:
+            log("push -> webhook latency")
+            found["latency"] = latency.measure(argparse.Namespace(rate=50.0, seconds=10.0,
+                                                                  workers=args.workers))
+        if "match" in parts:
+            found["matching"] = matching.measure()
+        print_table(wrk_targets or targets, found)
+        print(f"\n(`python3 bench/run.py {' '.join(argv if argv is not None else sys.argv[1:])}`)")
     finally:
         for item in reversed(started):
             item.stop()

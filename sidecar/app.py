@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -30,6 +29,8 @@ from sidecar.jobs.lane import Lane
 from sidecar.jobs.runner import JobHandler
 from sidecar.jobs.runner import JobRunner
 from sidecar.jobs.runner import RunnerSettings
+from sidecar.preload import PreloadedRules
+from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
 from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.upstream import Upstream
@@ -49,34 +50,6 @@ log = logging.getLogger(__name__)
 SIDECAR_PREFIX = "/sidecar/"
 HARBOR_API_PREFIX = "/api/v2.0/"
 CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewhere
-
-
-@dataclass(frozen=True)
-class PreloadedRules:
-    """The rules file as `sidecar serve` read it and wrote it to the store before forking the
-    workers: one parse and one sync at start, whatever the number of workers, so workers
-    starting together never race to write the same rules."""
-
-    path: str
-    mtime: float
-    projects: int
-    loaded_at: float
-
-
-def preload_rules(settings: Settings) -> PreloadedRules | None:
-    """Read the rules file and sync it to the store (call in the master, store bound).
-
-    Raises RulesError for a broken file: `sidecar serve` refuses to start with it.
-    """
-    if not settings.rules:
-        return None
-    mtime = os.stat(settings.rules).st_mtime  # before reading: a later edit is seen as new
-    rules = load_rules(settings.rules)
-    with store_db.database.connection_context():
-        changed = policy_store.sync_rules(rules)
-    log.info("rules read from %s: %d projects (%s)", settings.rules, len(rules.projects),
-             changed)
-    return PreloadedRules(settings.rules, mtime, len(rules.projects), time.time())
 
 
 def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
@@ -257,6 +230,16 @@ class SidecarApp:
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
+    def proxy_for(self, path: str):
+        """The proxy serving `path` (its `serve(ProxyRequest, start_response)`), or None when
+        Flask does: the sidecar's own worker sends proxied requests there without an environ."""
+        if self.charts is not None and self.charts.handles(path):
+            return self.charts.serve
+        if path.startswith(SIDECAR_PREFIX) or (
+                path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
+            return None
+        return self.proxy.serve
+
 
 def create_flask(runtime: Runtime) -> Flask:
     app = Flask("sidecar")
@@ -281,7 +264,8 @@ def create_app(settings: Settings, start: bool = True,
         submit(events)
 
     proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request,
-                     registry=runtime.registry)
+                     registry=runtime.registry,
+                     blob_redirect=settings.blob_redirect)
     charts = None
     if runtime.chart_upstream is not None:
         charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,

@@ -46,6 +46,12 @@ class Settings:
     rules_poll_seconds: float = 2.0
     upstream_read_timeout: float = 300.0
     access_log: bool = False
+    # the gunicorn worker: "sidecar" (ours: a lean loop for the proxied paths) or "gunicorn"
+    # (gunicorn's stock gevent worker, a fallback)
+    http_worker: str = "sidecar"
+    # answer blob GETs with a 307 to this registry address (reachable by clients): blob bytes
+    # then never cross the sidecar ("" = proxy them)
+    blob_redirect: str = ""
     # finished deliveries and events older than this are deleted (0: keep everything)
     retention_days: float = 14.0
     retention_sweep_seconds: float = 600.0
@@ -81,7 +87,10 @@ _SIDECAR_KEYS = {
     "jobs": dict,
     "webhook_allowed_networks": list,
     "registry_credential": dict,
+    "http_worker": str,
+    "blob_redirect": str,
 }
+HTTP_WORKERS = ("sidecar", "gunicorn")
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
 _DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
@@ -273,6 +282,15 @@ def validate(settings: Settings) -> None:
                           f"got {settings.log_level!r}")
     if settings.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if settings.blob_redirect:
+        redirect = urlsplit(settings.blob_redirect)
+        if redirect.scheme not in ("http", "https") or not redirect.hostname \
+                or redirect.path.strip("/") or redirect.query:
+            raise ConfigError(f"blob_redirect must be an http(s) URL of the registry's root, "
+                              f"got {settings.blob_redirect!r}")
+    if settings.http_worker not in HTTP_WORKERS:
+        raise ConfigError(f"http_worker must be one of {', '.join(HTTP_WORKERS)}, "
+                          f"got {settings.http_worker!r}")
     if settings.chart_upstream:
         chart = urlsplit(settings.chart_upstream)
         if chart.scheme not in ("http", "https") or not chart.hostname:

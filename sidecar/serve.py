@@ -19,6 +19,7 @@ from sidecar.config import Settings
 log = logging.getLogger(__name__)
 
 _runtime = None
+WORKER_CLASSES = {"sidecar": "sidecar.server.worker.SidecarWorker", "gunicorn": "gevent"}
 
 
 def _worker_exit(server, worker) -> None:
@@ -87,7 +88,8 @@ class SidecarServer(BaseApplication):
         options = {
             "bind": [s.bind],
             "workers": s.workers,
-            "worker_class": "gevent",
+            # ours: gunicorn's gevent worker with a lean loop for the proxied paths
+            "worker_class": WORKER_CLASSES[s.http_worker],
             "worker_connections": 1000,
             "timeout": 60,
             "graceful_timeout": 30,

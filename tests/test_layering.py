@@ -28,6 +28,7 @@ ALLOWED = {
     "jobs": {"store"},
     "registry": {"neterrors"},
     "proxy": {"events", "neterrors", "registry"},
+    "server": {"proxy"},  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules"},
     "retain": {"events", "rules"},
@@ -43,11 +44,14 @@ ALLOWED = {
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt"},
-    "cli": {"api.ops", "app", "config", "events", "rules", "store", "dispatch",
+    "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
             "dispatch.formats", "redact", "timefmt", "proxy", "serve"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",
+            "preload",
             "proxy", "record", "registry", "rules", "store"},
     "serve": {"config", "app"},
+    # the master's rules preload: only what it needs, so the master stays small
+    "preload": {"config", "rules", "store"},
     "main": {"cli"},
 }
 #: No I/O library imported here: rendering and rule checking are testable without a network

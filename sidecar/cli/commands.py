@@ -58,7 +58,7 @@ def _prepare_store(settings: Settings):
 
     Returns app.PreloadedRules (or None without a rules file), or the message to stop with.
     """
-    from sidecar.app import preload_rules
+    from sidecar.preload import preload_rules
     from sidecar.store import db as store_db
 
     where = database_url(settings.database)

@@ -16,8 +16,6 @@ from sidecar.config import ConfigError
 from sidecar.config import load_settings
 from sidecar.dispatch import formats
 from sidecar.dispatch.addresses import AddressPolicy
-from sidecar.dispatch.probe import probe
-from sidecar.dispatch.probe import sample_event
 from sidecar.rules.policy import parse_policy
 
 
@@ -86,6 +84,11 @@ def cmd_test_endpoint(args: argparse.Namespace) -> int:
         return 2
     target = policy.targets[0]
     timeout = args.timeout or settings.webhook_job_http_client_timeout
+    # here, not at the top: `sidecar serve`'s master parses the same command line and must
+    # not import the sender (requests, cloudevents) it never uses
+    from sidecar.dispatch.probe import probe
+    from sidecar.dispatch.probe import sample_event
+
     payload = sample_event(args.project, settings.hostname or "registry.example.com")
     addresses = AddressPolicy.of(settings.allow_private_network_access,
                                  settings.webhook_allowed_networks)

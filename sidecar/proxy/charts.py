@@ -37,6 +37,7 @@ from sidecar.proxy.headers import client_scheme
 from sidecar.proxy.headers import forwarded_headers
 from sidecar.proxy.headers import lookup_headers
 from sidecar.proxy.headers import observed
+from sidecar.proxy.request import ProxyRequest
 from sidecar.proxy.stream import relay
 from sidecar.proxy.stream import relay_head
 from sidecar.proxy.stream import request_body
@@ -72,21 +73,26 @@ class ChartProxy:
         return parse_chart_route(path, self.depth, self.project) is not None
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"].upper()
-        path = environ.get("PATH_INFO", "") or "/"
-        query = environ.get("QUERY_STRING", "")
+        """WSGI entry (the stock gunicorn worker, tests)."""
+        return self.serve(ProxyRequest.from_environ(environ), start_response)
+
+    def serve(self, request: ProxyRequest, start_response) -> Iterable[bytes]:
+        """Forward one chart request; `start_response` and the result follow WSGI's contract."""
+        method = request.method.upper()
+        path = request.path
+        query = request.query
         route = parse_chart_route(path, self.depth, self.project)
         if route is not None and route.harbor:
             target = route.upstream_path + (f"?{query}" if query else "")
         else:  # ChartMuseum's own routes go through byte for byte
-            target = environ.get("RAW_URI") or quote(path) + (f"?{query}" if query else "")
-        headers = forwarded_headers(environ, self.upstream.netloc)
-        scheme = client_scheme(environ)
+            target = request.target
+        scheme = client_scheme(request)
+        headers = forwarded_headers(request, self.upstream.netloc)
         if route is not None and route.harbor and route.kind == CHART and method == "DELETE":
             return self._delete_chart(route, headers, scheme, start_response)
 
         try:
-            body, chunked = request_body(environ)
+            body, chunked = request_body(request)
         except ValueError:
             return chartmuseum_error(start_response, "400 Bad Request", "invalid Content-Length")
 

@@ -7,10 +7,10 @@ more than the forwarding (reference/performance-anchors). Flask serves only /sid
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
-from urllib.parse import quote
 
 import urllib3
 
@@ -24,6 +24,7 @@ from sidecar.neterrors import errno_reason
 from sidecar.proxy.errors import registry_error
 from sidecar.proxy.headers import forwarded_headers
 from sidecar.proxy.headers import observed
+from sidecar.proxy.request import ProxyRequest
 from sidecar.proxy.stream import client_gone
 from sidecar.proxy.stream import relay
 from sidecar.proxy.stream import request_body
@@ -42,6 +43,8 @@ MANIFEST_LIMIT = 4 * 1024 * 1024
 #: Request headers inference needs; copied into the Exchange (lower-case).
 OBSERVED_REQUEST = ("authorization", "content-type", "user-agent", "x-request-id", "host")
 OBSERVED_RESPONSE = ("docker-content-digest", "content-type", "content-length")
+#: GET /v2/<name>/blobs/<digest> (not .../blobs/uploads/...)
+_BLOB_GET = re.compile(r"^/v2/.+/blobs/[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 
 Sink = Callable[[list[ArtifactEvent]], None]
 
@@ -51,8 +54,10 @@ class ProxyApp:
 
     def __init__(self, upstream: Upstream, sink: Sink, index: TagIndex | None = None,
                  observe: Callable[[str, int], None] | None = None,
-                 registry: RegistryClient | None = None):
+                 registry: RegistryClient | None = None, blob_redirect: str = ""):
         self.upstream = upstream
+        #: registry root clients can reach: blob GETs are sent there (307), never proxied
+        self.blob_redirect = blob_redirect.rstrip("/")
         self.sink = sink
         self.index = index or TagIndex()
         # the sidecar's own client for pre-delete lookups (anonymous when none is given)
@@ -60,14 +65,24 @@ class ProxyApp:
         self.observe = observe
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "") or "/"
-        target = environ.get("RAW_URI") or quote(path) + (
-            "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
-        headers = forwarded_headers(environ)  # HTTP/1.0 without Host: the address we serve
+        """WSGI entry (the stock gunicorn worker, tests)."""
+        return self.serve(ProxyRequest.from_environ(environ), start_response)
+
+    def serve(self, request: ProxyRequest, start_response) -> Iterable[bytes]:
+        """Forward one request; `start_response` and the result follow WSGI's contract."""
+        method = request.method
+        path = request.path
+        target = request.target
+        if self.blob_redirect and method == "GET" and _BLOB_GET.match(path):
+            self._observe(method, 307)
+            start_response("307 Temporary Redirect", [
+                ("Location", self.blob_redirect + target), ("Content-Length", "0"),
+                ("Docker-Distribution-Api-Version", "registry/2.0")])
+            return []
+        headers = forwarded_headers(request)  # HTTP/1.0 without Host: the address we serve
 
         try:
-            body, chunked = request_body(environ)
+            body, chunked = request_body(request)
         except ValueError:
             return _bad_request(start_response, "invalid Content-Length")
 

@@ -55,20 +55,22 @@ def request_headers(environ: dict) -> dict[str, str]:
     return headers
 
 
-def forwarded_headers(environ: dict, host: str = "") -> dict[str, str]:
+def forwarded_headers(request, host: str = "") -> dict[str, str]:
     """What goes upstream: the client's headers, a Host, X-Forwarded-For and -Proto.
 
-    A client without Host (HTTP/1.0) gets `host`, or else the address it connected to, so
-    the upstream can still build URLs back to the client.
+    `request` is a proxy.request.ProxyRequest; its header dict is completed in place. A client
+    without Host (HTTP/1.0) gets `host`, or else the address it connected to, so the upstream
+    can still build URLs back to the client.
     """
-    headers = request_headers(environ)
+    headers = request.headers
     if "Host" not in headers:
-        headers["Host"] = host or local_netloc(environ)
-    remote = environ.get("REMOTE_ADDR", "")
+        headers["Host"] = host or request.local_netloc()
+    remote = request.remote_addr
     if remote:
         prior = headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
-    headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
+    if "X-Forwarded-Proto" not in headers:
+        headers["X-Forwarded-Proto"] = request.scheme
     return headers
 
 
@@ -82,12 +84,12 @@ def local_netloc(environ: dict) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def client_scheme(environ: dict) -> str:
+def client_scheme(request) -> str:
     """The scheme the client used: a front proxy's X-Forwarded-Proto, else our own."""
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     if forwarded in ("http", "https"):
         return forwarded
-    return environ.get("wsgi.url_scheme", "http")
+    return request.scheme
 
 
 def response_headers(headers) -> list[tuple[str, str]]:

@@ -52,19 +52,20 @@ def _chunks(stream) -> Iterator[bytes]:
         yield data
 
 
-def request_body(environ: dict) -> tuple[Any, bool]:
+def request_body(request) -> tuple[Any, bool]:
     """The client's request body to send on, and whether it goes chunked.
 
-    A body of known length streams from a bounded view of wsgi.input; one without (podman's
-    chunked PATCH) is re-chunked as it arrives. Raises ValueError for a non-numeric
-    Content-Length.
+    `request` is a proxy.request.ProxyRequest. A body of known length streams from a bounded
+    view of it; one without (podman's chunked PATCH) is re-chunked as it arrives. Raises
+    ValueError for a non-numeric Content-Length.
     """
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        size = int(length)
-        return (_Body(environ["wsgi.input"], size) if size > 0 else b""), False
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return _chunks(environ["wsgi.input"]), True
+    if request.content_length:
+        size = int(request.content_length)
+        if size < 0:
+            raise ValueError(f"negative Content-Length {size}")
+        return (_Body(request.body, size) if size > 0 else b""), False
+    if request.chunked:
+        return _chunks(request.body), True
     return None, False
 
 

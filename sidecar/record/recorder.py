@@ -1,9 +1,13 @@
 """Take events off the request path and record them, with one delivery per matching target.
 
-`submit` never blocks and never touches the database: the proxy calls it after the response
-is on its way. A background writer drains the buffer in batches. The window between the
-client's response and the commit is one batch interval (50 ms by default); a worker stopped
-gracefully flushes what it holds, a killed one loses at most that window.
+`submit` is a bounded append to memory: it never blocks and never touches the database; the
+proxy calls it after the response is on its way. A background writer drains the buffer with
+group commit: it writes as soon as it is idle, so a lone event is committed at once, and what
+arrives while a write is under way forms the next batch (batches grow only under load).
+Matching uses an index of every project's policies, filters compiled, reloaded only when the
+policy tables change. A worker stopped gracefully flushes what it holds; a killed one loses
+what was not committed yet: the events of the batch being written and those buffered behind
+it, i.e. the last few milliseconds (one write) of events.
 """
 
 from __future__ import annotations
@@ -23,8 +27,6 @@ from sidecar.events.families import payload_for
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
-from sidecar.rules.match import accepts
-from sidecar.rules.match import matching
 from sidecar.store import dedup
 from sidecar.store import delivery_queue
 from sidecar.store import policies as policy_store
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 class RecorderSettings:
     hostname: str = ""
     max_attempts: int = 3
-    batch_interval: float = 0.05
+    #: gather this long before writing (0: group commit, write as soon as idle)
+    batch_interval: float = 0.0
     batch_size: int = 500
     max_buffer: int = 100_000
     retry_interval: float = 1.0  # after a failed write: the database may be restarting
@@ -50,16 +53,14 @@ def policies_for_event(
     """Enabled policies subscribed to the event's type whose filters let it through."""
     if project is None:
         return []
+    subscribed = project.by_type.get(event.type, ())
     if not event.repository:  # a project-wide event: repository and tag filters do not apply
-        return [
-            policy for policy in matching(project.policies, event.type)
-            if accepts(policy.filters.for_project_events(), repository="", references=(),
-                       operator=event.operator)
-        ]
+        return [policy for policy in subscribed if policy.matcher.accepts_operator(event.operator)]
+    references = event.tags or (event.digest,)
     return [
-        policy for policy in matching(project.policies, event.type)
-        if accepts(policy.filters, repository=event.name,
-                   references=event.tags or (event.digest,), operator=event.operator)
+        policy for policy in subscribed
+        if policy.matcher.accepts(repository=event.name, references=references,
+                                  operator=event.operator)
     ]
 
 
@@ -158,6 +159,9 @@ class Recorder:
         self.dropped = 0
         self.recorded = 0
         self._windows_swept = 0.0
+        self._fingerprint: tuple | None = None
+        self._projects: dict[str, policy_store.ProjectPolicies] = {}
+        self._created: dict[str, int] = {}  # repository -> first seen (never changes)
 
     def submit(self, events: Iterable[ArtifactEvent]) -> None:
         for event in events:
@@ -192,8 +196,9 @@ class Recorder:
         while not self._stopping:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            if self._buffer:
+            if self._buffer and self._settings.batch_interval:
                 time.sleep(self._settings.batch_interval)  # gather a batch
+            # group commit: what arrived during one write is the next batch
             while self._buffer and not self._stopping:
                 if not self._write_batch():
                     time.sleep(self._settings.retry_interval)  # keep the events, try again
@@ -218,12 +223,9 @@ class Recorder:
         """Record events and their deliveries now, in the caller's thread and transaction
         (a job records the events of a checkpoint or outcome atomically with it); returns
         the deliveries made. The caller wakes the dispatcher once its transaction commits."""
-        namespaces = {event.project for event in batch if event.project}
-        projects = policy_store.policies_for(namespaces)
+        projects = self._policy_index()
         now = int(time.time())
-        pushed = [e.repository for e in batch if e.type == PUSH_ARTIFACT]
-        created = policy_store.repository_created(
-            [e.repository for e in batch if e.repository], pushed, now)
+        created = self._repositories_created(batch, now)
         enabled = self._enabled()
         windows = pull_windows(batch, projects, enabled)
         if not windows:
@@ -237,6 +239,27 @@ class Recorder:
             rows = build_records(batch, projects, created, self._settings.hostname, enabled,
                                  admitted=admitted)
             return delivery_queue.record_events(rows, self._settings.max_attempts)
+
+    def _policy_index(self) -> dict[str, policy_store.ProjectPolicies]:
+        """Every project's policies, read again only when the policy tables changed."""
+        fingerprint = policy_store.policies_fingerprint()
+        if fingerprint != self._fingerprint:
+            self._projects = policy_store.all_policies()
+            self._fingerprint = fingerprint
+        return self._projects
+
+    def _repositories_created(self, batch: Sequence[Any], now: int) -> dict[str, int]:
+        """First-seen times of the batch's repositories; known ones come from memory."""
+        known = self._created
+        names = [e.repository for e in batch if e.repository and e.repository not in known]
+        if names:
+            pushed = [e.repository for e in batch
+                      if e.type == PUSH_ARTIFACT and e.repository not in known]
+            found = policy_store.repository_created(names, pushed, now)
+            if len(known) > 100_000:
+                known.clear()
+            known.update(found)
+        return known
 
     def _forget_old_windows(self, now: float) -> None:
         if now - self._windows_swept < 3600:

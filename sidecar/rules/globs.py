@@ -47,6 +47,12 @@ def _closes_early(pattern: str) -> bool:
     return False
 
 
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    """`pattern` as a compiled expression (`fullmatch` it), uncached: for matchers built once
+    per rules load, which would crowd glob_match's cache out with thousands of policies."""
+    return _compile.__wrapped__(pattern)
+
+
 @lru_cache(maxsize=1024)
 def _compile(pattern: str) -> re.Pattern[str]:
     try:

@@ -6,9 +6,11 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from sidecar.rules.load import Rules
+from sidecar.rules.match import CompiledFilters
 from sidecar.rules.policy import Filters
 from sidecar.store.db import serialized
 from sidecar.store.models import Policy
@@ -61,6 +63,11 @@ class StoredPolicy:
     targets: tuple[dict[str, Any], ...]
     filters: Filters = Filters()
     pull_dedup_seconds: int = 0
+    #: the filters compiled, once per load
+    matcher: CompiledFilters = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matcher", CompiledFilters(self.filters))
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,17 @@ class ProjectPolicies:
     name: str
     public: bool
     policies: tuple[StoredPolicy, ...]
+    #: event type -> the enabled policies subscribed to it, in id order: matching an event
+    #: looks at those only
+    by_type: dict[str, tuple[StoredPolicy, ...]] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[StoredPolicy]] = {}
+        for policy in self.policies:
+            if policy.enabled:
+                for event_type in policy.event_types:
+                    index.setdefault(event_type, []).append(policy)
+        object.__setattr__(self, "by_type", {k: tuple(v) for k, v in index.items()})
 
 
 def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
@@ -140,17 +158,41 @@ def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
     return result
 
 
+def policies_fingerprint() -> tuple:
+    """Changes whenever a project or policy is added, changed or deleted (ids only grow, an
+    update moves updated_at): one cheap query tells a cached index whether to reload."""
+    cursor = database.execute_sql(
+        "SELECT (SELECT COUNT(*) FROM policy), (SELECT MAX(id) FROM policy), "
+        "(SELECT MAX(updated_at) FROM policy), (SELECT COUNT(*) FROM project), "
+        "(SELECT MAX(id) FROM project), "
+        "(SELECT SUM(CASE WHEN public THEN id ELSE 0 END) FROM project)")
+    return tuple(cursor.fetchone())
+
+
+def all_policies() -> dict[str, ProjectPolicies]:
+    """Every project, with its policies (the recorder's index, reloaded on a change)."""
+    return _load(list(Project.select()), everything=True)
+
+
 def policies_for(projects: Iterable[str]) -> dict[str, ProjectPolicies]:
     """The named projects that exist, with their policies."""
     names = sorted(set(projects))
     if not names:
         return {}
+    return _load(list(Project.select().where(Project.name.in_(names))))
+
+
+def _load(rows: list, everything: bool = False) -> dict[str, ProjectPolicies]:
     out: dict[str, ProjectPolicies] = {}
-    rows = list(Project.select().where(Project.name.in_(names)))
     by_id = {row.id: row for row in rows}
     grouped: dict[int, list[StoredPolicy]] = {row.id: [] for row in rows}
     if rows:
-        for policy in Policy.select().where(Policy.project.in_(list(by_id))).order_by(Policy.id):
+        query = Policy.select().order_by(Policy.id)
+        if not everything:
+            query = query.where(Policy.project.in_(list(by_id)))
+        for policy in query:
+            if policy.project_id not in by_id:
+                continue  # created after the projects were read
             options = policy.options
             grouped[policy.project_id].append(
                 StoredPolicy(
@@ -170,11 +212,20 @@ def policies_for(projects: Iterable[str]) -> dict[str, ProjectPolicies]:
 
 
 def repository_created(names: Iterable[str], pushed: Iterable[str], now: int) -> dict[str, int]:
-    """First-seen time of each repository; a pushed repository seen for the first time is `now`."""
+    """First-seen time of each repository; a pushed repository seen for the first time is `now`.
+
+    Plain SQL: this runs with every batch the recorder writes, and peewee's query building
+    cost more than the lookup itself.
+    """
     wanted = sorted(set(names) | set(pushed))
-    known = {
-        r.name: r.created_at for r in Repository.select().where(Repository.name.in_(wanted))
-    }
+    known: dict[str, int] = {}
+    mark = database.param
+    for start in range(0, len(wanted), BATCH):
+        chunk = wanted[start:start + BATCH]
+        cursor = database.execute_sql(
+            f"SELECT name, created_at FROM repository WHERE name IN "
+            f"({', '.join(mark for _ in chunk)})", chunk)
+        known.update(cursor.fetchall())
     for name in sorted(set(pushed)):
         if name not in known:
             Repository.insert(name=name, created_at=now).on_conflict_ignore().execute()

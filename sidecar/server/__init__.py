@@ -1,0 +1,1 @@
+"""The sidecar\x27s gunicorn worker: request heads, bodies, responses, the connection loop."""
