@@ -10,7 +10,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
@@ -26,9 +25,9 @@ from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
 from sidecar.jobs.lane import Lane
-from sidecar.jobs.runner import JobHandler
 from sidecar.jobs.runner import JobRunner
 from sidecar.jobs.runner import RunnerSettings
+from sidecar.jobs.scheduler import Scheduler
 from sidecar.preload import PreloadedRules
 from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
 from sidecar.proxy.charts import ChartProxy
@@ -62,8 +61,7 @@ def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
 class Runtime:
     """Everything one worker process runs besides request handling."""
 
-    def __init__(self, settings: Settings, handlers: Sequence[JobHandler] = (),
-                 preloaded: PreloadedRules | None = None):
+    def __init__(self, settings: Settings, preloaded: PreloadedRules | None = None):
         self.settings = settings
         self._preloaded = preloaded
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
@@ -98,9 +96,10 @@ class Runtime:
             on_recorded=self.dispatcher.wake,
         )
         # background jobs: one lane for every kind this sidecar runs (scans, replication
-        # tasks, retention runs), on the same claims and leases as deliveries
+        # tasks, retention runs), on the same claims and leases as deliveries; create_app
+        # adds each family's handler and schedules
         self.jobs = JobRunner(
-            self.executor, handlers, record=self.recorder.write_now,
+            self.executor, (), record=self.recorder.write_now,
             recorded=self.dispatcher.wake,
             settings=RunnerSettings(lease=settings.job_lease_seconds,
                                     backoff=settings.job_backoff_seconds,
@@ -108,6 +107,7 @@ class Runtime:
         self.job_lane = Lane("jobs", claim=self.jobs.claim, run=self.jobs.run,
                              release=self.jobs.release, concurrency=settings.job_workers,
                              describe=lambda job: f"job {job.id} ({job.kind})")
+        self.scheduler = Scheduler(self.executor, queued=self.job_lane.wake)
         self._rules_mtime: float | None = None
         self._rules_loaded_at: float | None = None
         self._rules_error = ""
@@ -202,11 +202,13 @@ class Runtime:
         self.dispatcher.start()
         if self.jobs.kinds:
             self.job_lane.start()
+        self.scheduler.start()
         threading.Thread(target=self._watch_rules, name="rules-watch", daemon=True).start()
         threading.Thread(target=self._sweep_old_records, name="retention", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping = True
+        self.scheduler.stop()
         if self.jobs.kinds:
             self.job_lane.stop(grace=5.0)  # a job cut short resumes from its checkpoint
         self.dispatcher.stop()

@@ -25,7 +25,7 @@ ALLOWED = {
     "dispatch": {"events", "rules", "store", "jobs", "neterrors", "dispatch.formats"},
     "store": {"rules", "events", "redact"},
     "record": {"events", "rules", "store"},
-    "jobs": {"store"},
+    "jobs": {"store", "rules"},  # rules.cron: Harbor's schedules
     "registry": {"neterrors"},
     "proxy": {"events", "neterrors", "registry"},
     "server": {"proxy"},  # the gunicorn worker hands proxied requests to the proxy

@@ -151,6 +151,11 @@ class JobRunner:
     def kinds(self) -> list[str]:
         return sorted(self.handlers)
 
+    def add(self, handler: JobHandler) -> None:
+        """Run jobs of `handler.kind` too (before the lane starts)."""
+        self.handlers[handler.kind] = handler
+        self.queue = job_store.queue_for(self.handlers)
+
     # -- the lane's three calls --------------------------------------------------------------
     def claim(self, limit: int) -> list[Job]:
         return self.executor.run(job_store.claim, self.queue, limit, self.settings.lease)
