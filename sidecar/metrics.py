@@ -35,6 +35,9 @@ DELIVERY_ATTEMPTS = Counter(
     "Webhook send attempts by outcome: delivered, retry (will be sent again), failed (gave up)",
     ["outcome"],
 )
+SCANS = Counter("sidecar_scans",
+                "Scans by how they ended: completed, failed, stopped, skipped (not scannable)",
+                ["outcome"])
 DELIVERY_LATENCY = Histogram(
     "sidecar_delivery_duration_seconds", "Time one webhook send attempt took, answer or not",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
@@ -66,6 +69,11 @@ def observe_attempt(outcome: str, seconds: float) -> None:
     """The dispatcher's callback after each attempt; `outcome` is delivered, pending or failed."""
     DELIVERY_ATTEMPTS.labels("retry" if outcome == "pending" else outcome).inc()
     DELIVERY_LATENCY.observe(seconds)
+
+
+def observe_scan(outcome: str) -> None:
+    """The scan handler's callback when a scan ends."""
+    SCANS.labels(outcome).inc()
 
 
 class StoreCollector(Collector):
