@@ -9,12 +9,16 @@ by the `adapter` fixture, and every answer the adapter gave too.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from tests.consumer_rules import assert_harbor_compatible
 from tests.scanner_spec import assert_valid
 from tests.support import clients
+from tests.support.auth import basic
+from tests.support.auth import htpasswd_file
+from tests.support.registry import Registry
 from tests.support.scanner_adapter import GENERIC_REPORT
 from tests.support.scanner_adapter import NATIVE_REPORT
 from tests.support.scanner_adapter import SCANNER
@@ -46,6 +50,14 @@ def adapter():
         for seen in one.seen:
             if seen.method == "POST":
                 assert_valid("ScanRequest", json.loads(seen.body), strict=True)
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition never held")
+        time.sleep(0.05)
 
 
 def submissions(adapter: ScannerAdapter) -> list[dict]:
@@ -129,3 +141,133 @@ def test_an_index_is_scanned_child_by_child_once_each(sidecar_factory, receiver,
     jobs = scan_jobs(sidecar)
     index_job = next(j for j in jobs if json.loads(j["payload_json"])["digest"] == index)
     assert json.loads(index_job["result_json"])["children"] == list(children)
+
+
+REGISTRY_PASSWORD = "reg-pw-5ca9e"
+
+
+@pytest.fixture
+def private_registry(tmp_path):
+    """A registry with htpasswd auth (user `ci`, and the sidecar's own `scanbot`)."""
+    htpasswd = htpasswd_file(tmp_path / "htpasswd", {"ci": "ci-pw", "scanbot": REGISTRY_PASSWORD})
+    reg = Registry(tmp_path / "private", htpasswd=htpasswd).start()
+    yield reg
+    reg.stop()
+
+
+def test_a_private_registry_scanned_with_the_sidecars_credential(
+        sidecar_factory, receiver, adapter, image, private_registry):
+    scanner = adapter()
+    credential = {"username": "scanbot", "password": "${SCANBOT_PASSWORD}"}
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url),
+                              upstream=private_registry.url,
+                              config=scan_config(registry_credential=credential),
+                              env={"SCANBOT_PASSWORD": REGISTRY_PASSWORD})
+    layout, digest = image(tag="v1", layers=2, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1", creds="ci:ci-pw")
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    payload = hook.json()
+    assert payload["type"] == "SCANNING_COMPLETED" and payload["operator"] == "ci"
+    expected = expected_counts(layers_of(layout, digest))
+    assert only_overview(payload)["summary"]["total"] == expected["total"]
+    # the adapter pulled with the sidecar's credential, as Basic
+    [request] = submissions(scanner)
+    assert request["registry"] == {"url": private_registry.url,
+                                   "authorization": basic("scanbot", REGISTRY_PASSWORD)}
+    assert REGISTRY_PASSWORD not in sidecar.log()
+
+
+def test_a_wrong_registry_credential_fails_the_scan_with_the_reason(
+        sidecar_factory, receiver, adapter, image, private_registry):
+    scanner = adapter()
+    credential = {"username": "scanbot", "password": "not-the-password"}
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url),
+                              upstream=private_registry.url,
+                              config=scan_config(registry_credential=credential))
+    layout, digest = image(tag="v1", layers=1, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1", creds="ci:ci-pw")
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    payload = hook.json()
+    assert_harbor_compatible(payload)
+    assert payload["type"] == "SCANNING_FAILED" and payload["operator"] == "ci"
+    overview = only_overview(payload)
+    assert (overview["scan_status"], overview["severity"]) == ("Error", "")
+    assert "summary" not in overview and "scanner" not in overview
+    [job] = scan_jobs(sidecar)
+    assert job["status"] == "failed"
+    assert "the registry refused the sidecar's registry_credential" in job["last_error"]
+    assert submissions(scanner) == []  # nothing was handed to the adapter
+    assert "not-the-password" not in job["last_error"] + sidecar.log()
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), [
+    ({"fail": "vulnerability database is locked"},
+     "the adapter answered HTTP 500 to the report request: vulnerability database is locked"),
+    ({"refuse": 422}, "the adapter answered HTTP 422 to the scan request: invalid registry_url"),
+    ({"body": "garbage"}, "the report does not parse: the report is not JSON"),
+    ({"body": "wrong_type"}, "the adapter sent the report as 'application/json', not the "
+                             "requested 'application/vnd.security.vulnerability.report; "
+                             "version=1.1'"),
+    ({"body": "unparseable"}, "the report does not parse: vulnerabilities must be a list"),
+    ({"body": "huge", "huge_bytes": 80 << 20}, "the report is larger than the 67108864 bytes "
+                                               "allowed"),
+    ({"redirect_loop": True}, "the adapter redirected the report request to"),
+])
+def test_an_adapter_that_errs_or_answers_badly_fails_the_scan_with_a_clear_reason(
+        sidecar_factory, receiver, adapter, image, behaviour, reason):
+    scanner = adapter(**behaviour)
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url), config=scan_config())
+    layout, digest = image(tag="v1", layers=1, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+
+    [hook] = receiver.wait_for(1, timeout=90)
+    payload = hook.json()
+    assert payload["type"] == "SCANNING_FAILED"
+    assert payload["event_data"]["resources"][0]["digest"] == digest
+    [job] = scan_jobs(sidecar)
+    assert job["status"] == "failed" and reason in job["last_error"]
+    assert len(submissions(scanner)) <= 1  # never submitted twice
+    # the proxy carried on meanwhile, and still does
+    clients.inspect(f"{sidecar.netloc}/proj/app:v1")
+
+
+def test_a_scan_past_its_deadline_fails(sidecar_factory, receiver, adapter, image):
+    scanner = adapter(hang=True)
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url),
+                              config=scan_config(timeout=3))
+    layout, _ = image(tag="v1", layers=1, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    assert hook.json()["type"] == "SCANNING_FAILED"
+    [job] = scan_jobs(sidecar)
+    assert job["last_error"] == ("no report before the scan's deadline: the adapter kept "
+                                 "answering 302 (report not ready)")
+    assert len(submissions(scanner)) == 1
+
+
+def test_a_sidecar_killed_mid_scan_polls_the_scan_after_restart_and_reports_it_once(
+        sidecar_factory, receiver, adapter, image):
+    scanner = adapter(hang=True)
+    rules = scan_rules(receiver.url, scanner.url)
+    sidecar = sidecar_factory(rules, config=scan_config())
+    layout, digest = image(tag="v1", layers=3, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+    scanner.wait_scans(1)
+    wait_until(lambda: any(s.path.endswith("/report") for s in scanner.seen))  # polling
+
+    sidecar.kill()  # kill -9, master and workers: the job's claim is left behind
+    scanner.behave(hang=False)
+    sidecar.start()  # same store, same port
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    payload = hook.json()
+    assert payload["type"] == "SCANNING_COMPLETED"
+    expected = expected_counts(layers_of(layout, digest))
+    assert only_overview(payload)["summary"]["total"] == expected["total"]
+    assert len(submissions(scanner)) == 1  # polled after the restart, not submitted again
+    [job] = scan_jobs(sidecar)
+    assert job["status"] == "succeeded" and job["attempts"] == 2  # the lease that ran out
+    assert event_types(sidecar).count("SCANNING_COMPLETED") == 1
