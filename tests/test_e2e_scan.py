@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import pytest
+import requests
 
+from tests.conftest import webhook_rules
 from tests.consumer_rules import assert_harbor_compatible
 from tests.scanner_spec import assert_valid
 from tests.support import clients
@@ -30,6 +33,7 @@ from tests.support.scanning import make_index
 from tests.support.scanning import scan_config
 from tests.support.scanning import scan_jobs
 from tests.support.scanning import scan_rules
+from tests.support.sidecar import sidecar_command
 
 pytestmark = pytest.mark.e2e
 
@@ -271,3 +275,123 @@ def test_a_sidecar_killed_mid_scan_polls_the_scan_after_restart_and_reports_it_o
     [job] = scan_jobs(sidecar)
     assert job["status"] == "succeeded" and job["attempts"] == 2  # the lease that ran out
     assert event_types(sidecar).count("SCANNING_COMPLETED") == 1
+
+
+# -- Harbor's scan API and the CLI ---------------------------------------------------------
+
+ADMIN = ("admin", "Harbor12345")
+
+
+def api(sidecar, method: str, path: str, **kwargs) -> requests.Response:
+    kwargs.setdefault("auth", ADMIN)
+    return requests.request(method, f"{sidecar.url}/api/v2.0{path}", timeout=30, **kwargs)
+
+
+def artifact_path(project: str, repository: str, reference: str) -> str:
+    """Harbor's path, the repository name URL-encoded twice as Harbor's clients send it."""
+    name = quote(quote(repository, safe=""), safe="")
+    return f"/projects/{project}/repositories/{name}/artifacts/{reference}"
+
+
+def test_the_scan_api_scans_stops_and_answers_the_overview(sidecar_factory, receiver, adapter,
+                                                           image):
+    scanner = adapter(hang=True)
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url, auto_scan=False),
+                              config=scan_config())
+    layout, digest = image(tag="v1", layers=2, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/team/app:v1")
+    path = artifact_path("proj", "team/app", "v1")
+
+    # never scanned (no auto_scan here): no overview
+    answer = api(sidecar, "GET", path, params={"with_scan_overview": "true"})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "type": "IMAGE", "media_type": "application/vnd.oci.image.config.v1+json",
+        "manifest_media_type": "application/vnd.oci.image.manifest.v1+json",
+        "project_id": answer.json()["project_id"], "digest": digest,
+        "size": answer.json()["size"]}
+    assert api(sidecar, "POST", f"{path}/scan/stop").json() == {"errors": [{
+        "code": "BAD_REQUEST", "message": f"no scan job for artifact digest={digest}"}]}
+
+    assert api(sidecar, "POST", f"{path}/scan").status_code == 202
+    wait_until(lambda: len(submissions(scanner)) == 1)
+    # a second scan while one runs: Harbor's 409
+    again = api(sidecar, "POST", f"{path}/scan")
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["message"] in ("a previous scan process is Running",
+                                                    "a previous scan process is Pending")
+    running = api(sidecar, "GET", path, params={"with_scan_overview": "True"}).json()
+    [(mime, summary)] = running["scan_overview"].items()
+    assert mime == GENERIC_REPORT and summary["scan_status"] == "Running"
+
+    assert api(sidecar, "POST", f"{path}/scan/stop").status_code == 202
+    [hook] = receiver.wait_for(1, timeout=60)
+    payload = hook.json()
+    assert_harbor_compatible(payload)
+    assert (payload["type"], payload["operator"]) == ("SCANNING_STOPPED", "admin")
+    assert only_overview(payload)["scan_status"] == "Stopped"
+    assert payload["event_data"]["resources"][0]["resource_url"] == \
+        f"{sidecar.netloc}/proj/team/app:v1"
+
+    # scanned again, to the end, by digest this time (once-encoded names work too)
+    scanner.behave(hang=False)
+    by_digest = f"/projects/proj/repositories/team%2Fapp/artifacts/{digest}"
+    assert api(sidecar, "POST", f"{by_digest}/scan").status_code == 202
+    hooks = receiver.wait_for(2, timeout=60)
+    assert hooks[1].json()["type"] == "SCANNING_COMPLETED"
+    assert "tag" not in hooks[1].json()["event_data"]["resources"][0]
+    done = api(sidecar, "GET", path, params={"with_scan_overview": "1"}).json()
+    assert done["scan_overview"] == {GENERIC_REPORT: only_overview(hooks[1].json())}
+    # strconv.ParseBool spellings only
+    refused = api(sidecar, "GET", path, params={"with_scan_overview": "yes"})
+    assert refused.status_code == 422
+
+
+def test_the_scan_api_refuses_what_harbor_refuses(sidecar_factory, receiver, adapter, image):
+    scanner = adapter()
+    rules = scan_rules(receiver.url, scanner.url, auto_scan=False)
+    sidecar = sidecar_factory(rules, config=scan_config())
+    layout, _ = image(tag="v1", layers=1, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+
+    assert api(sidecar, "POST", artifact_path("proj", "app", "v1") + "/scan",
+               auth=("admin", "wrong")).status_code == 401
+    missing = api(sidecar, "POST", artifact_path("proj", "app", "nope") + "/scan")
+    assert (missing.status_code, missing.json()["errors"][0]["message"]) == \
+        (404, "artifact proj/app:nope not found")
+    unknown = api(sidecar, "GET", artifact_path("nothere", "app", "v1"))
+    assert unknown.status_code == 404
+    sbom = api(sidecar, "POST", artifact_path("proj", "app", "v1") + "/scan",
+               json={"scan_type": "sbom"})
+    assert sbom.status_code == 400
+
+    # a sidecar without scanners: Harbor's 412
+    plain = sidecar_factory(webhook_rules(receiver.url, auth_header=None), config=scan_config())
+    clients.push(layout, "v1", f"{plain.netloc}/proj/app:v1")
+    none = api(plain, "POST", artifact_path("proj", "app", "v1") + "/scan")
+    assert (none.status_code, none.json()["errors"][0]["message"]) == \
+        (412, "no available scanner for project: proj")
+
+
+def test_sidecar_scan_waits_for_the_outcome(sidecar_factory, receiver, adapter, image,
+                                            registry):
+    scanner = adapter()
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url, auto_scan=False),
+                              config=scan_config())
+    layout, digest = image(tag="v1", layers=3, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+    expected = expected_counts(layers_of(layout, digest))
+
+    done = clients.run([*sidecar_command(), "scan", "proj/app:v1", "--wait",
+                        "--config", str(sidecar.config_path), "--database", sidecar.database,
+                        "--upstream", registry.url], timeout=120)
+    assert f"{digest}: {expected['severity']} ({expected['total']} vulnerabilities" in done.stdout
+    [hook] = receiver.wait_for(1, timeout=30)
+    assert (hook.json()["type"], hook.json()["operator"]) == ("SCANNING_COMPLETED", "admin")
+
+    refused = clients.run([*sidecar_command(), "scan", "proj/app:nope", "--database",
+                           sidecar.database, "--upstream", registry.url], check=False)
+    assert refused.returncode == 2 and "artifact proj/app:nope not found" in refused.stderr
+    bad = clients.run([*sidecar_command(), "scan", "app", "--database", sidecar.database],
+                      check=False)
+    assert bad.returncode == 2 and "is not PROJECT/REPO:TAG" in bad.stderr

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sidecar.scan.summary as summary
+from sidecar.scan.report import rank
 from sidecar.scan.spec import GENERIC_REPORT
 
 #: Job statuses (store.models) -> Harbor's report status words.
@@ -60,3 +62,48 @@ def scan_overview(job_id: int, status: str, state: Mapping[str, Any],
     if status == "succeeded":
         return {}
     return unfinished(job_id, status, state, start_time=start_time, end_time=end_time)
+
+
+def _seconds_between(start: str, end: str) -> int:
+    try:
+        return max(0, int(datetime.fromisoformat(end).timestamp())
+                   - int(datetime.fromisoformat(start).timestamp()))
+    except ValueError:
+        return 0
+
+
+#: Which status a merged summary shows: the one furthest from done wins.
+_MERGE_ORDER = ("Running", "Pending", "Error", "Stopped", "Success")
+
+
+def merge(summaries: list[Mapping[str, Any]], report: str) -> dict[str, Any]:
+    """An index's summary from its children's (Harbor merges them for the artifact API):
+    counts added, the highest severity, the earliest start and latest end, the status of the
+    child furthest from done. `report` is the merged summary's report id."""
+    statuses = [s.get("scan_status", "") for s in summaries]
+    status = next((word for word in _MERGE_ORDER if word in statuses), "Success")
+    severities = [s["severity"] for s in summaries if s.get("severity")]
+    starts = [s["start_time"] for s in summaries if s.get("start_time")]
+    ends = [s["end_time"] for s in summaries if s.get("end_time")]
+    out: dict[str, Any] = {
+        "report_id": report, "scan_status": status,
+        "severity": max(severities, key=rank) if severities and status == "Success" else "",
+    }
+    counted = [s["summary"] for s in summaries if isinstance(s.get("summary"), Mapping)]
+    start, end = min(starts, default=""), max(ends, default="")
+    out["duration"] = _seconds_between(start, end)
+    if status == "Success" and counted:
+        per: dict[str, int] = {}
+        for item in counted:
+            for severity, number in (item.get("summary") or {}).items():
+                per[severity] = per.get(severity, 0) + number
+        out["summary"] = {"total": sum(c.get("total", 0) for c in counted),
+                          "fixable": sum(c.get("fixable", 0) for c in counted),
+                          "summary": dict(sorted(per.items()))}
+    out["start_time"], out["end_time"] = start, end
+    scanner = next((s["scanner"] for s in summaries if s.get("scanner")), None)
+    if scanner is not None and status == "Success":
+        out["scanner"] = dict(scanner)
+    done = sum(1 for word in statuses if word == "Success")
+    out["complete_percent"] = 100 * done // len(summaries) if summaries else 0
+    return out

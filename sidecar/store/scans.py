@@ -94,6 +94,16 @@ def auto_scan_projects(names: Iterable[str]) -> dict[str, str]:
     return {row.name: row.scanner for row in rows}
 
 
+def find_project(ref: str, by_name: bool = False) -> tuple[int, str] | None:
+    """Harbor's `project_name_or_id`: (id, name), or None. Digits are an id unless
+    `by_name` (X-Is-Resource-Name)."""
+    if ref.isdigit() and not by_name:
+        row = Project.get_or_none(Project.id == int(ref))
+    else:
+        row = Project.get_or_none(Project.name == ref)
+    return (row.id, row.name) if row is not None else None
+
+
 def project_scanner(project: str) -> Scanner | None:
     """The scanner a project's scans use: the one it names, else the default."""
     row = Project.select(Project.scanner).where(Project.name == project).first()
