@@ -105,6 +105,12 @@ class StoreCollector(Collector):
         for status, count in numbers["deliveries"].items():
             by_status.add_metric([status], count)
         yield by_status
+        if "scans" in numbers:
+            scans = GaugeMetricFamily("sidecar_scan_jobs", "Scan jobs in the store by status",
+                                      labels=["status"])
+            for status, count in numbers["scans"].items():
+                scans.add_metric([status], count)
+            yield scans
 
 
 def multiprocess_dir() -> str | None:

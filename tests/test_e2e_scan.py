@@ -116,6 +116,20 @@ def test_a_push_is_scanned_and_the_receiver_gets_harbors_summary(
     [job] = scan_jobs(sidecar)
     assert job["status"] == "succeeded" and job["key"] == f"scan:sim:{digest}:1"
 
+    # visible: status (JSON and HTML), the project's Webhooks page, the metrics
+    [shown] = sidecar.status()["scans"]["recent"]
+    assert (shown["artifact"], shown["status"], shown["severity"], shown["total"]) == \
+        ("proj/app:v1", "succeeded", expected["severity"], expected["total"])
+    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10).text
+    assert "<h2 id=\"scans\">Scans</h2>" in page and "<code>proj/app:v1</code>" in page
+    project_id = api(sidecar, "GET", "/projects/proj").json()["project_id"]
+    ui = requests.get(f"{sidecar.url}/sidecar/ui/projects/{project_id}/webhooks", auth=ADMIN,
+                      timeout=10).text
+    assert "<code>proj/app:v1</code>" in ui and f"{expected['total']} vulnerabilities" in ui
+    metrics = requests.get(f"{sidecar.url}/sidecar/metrics", timeout=10).text
+    assert 'sidecar_scans_total{outcome="completed"} 1.0' in metrics
+    assert 'sidecar_scan_jobs{status="succeeded"} 1.0' in metrics
+
 
 def test_an_index_is_scanned_child_by_child_once_each(sidecar_factory, receiver, adapter,
                                                       tmp_path):
@@ -204,6 +218,9 @@ def test_a_wrong_registry_credential_fails_the_scan_with_the_reason(
     assert "the registry refused the sidecar's registry_credential" in job["last_error"]
     assert submissions(scanner) == []  # nothing was handed to the adapter
     assert "not-the-password" not in job["last_error"] + sidecar.log()
+    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10).text
+    assert "the registry refused the sidecar&#39;s registry_credential" in page
+    assert "not-the-password" not in page
 
 
 @pytest.mark.parametrize(("behaviour", "reason"), [
@@ -232,6 +249,8 @@ def test_an_adapter_that_errs_or_answers_badly_fails_the_scan_with_a_clear_reaso
     assert payload["event_data"]["resources"][0]["digest"] == digest
     [job] = scan_jobs(sidecar)
     assert job["status"] == "failed" and reason in job["last_error"]
+    [shown] = sidecar.status()["scans"]["failed"]
+    assert shown["reason"] == job["last_error"] and shown["digest"] == digest
     assert len(submissions(scanner)) <= 1  # never submitted twice
     # the proxy carried on meanwhile, and still does
     clients.inspect(f"{sidecar.netloc}/proj/app:v1")

@@ -17,6 +17,8 @@ from sidecar.rules.scanners import Scanner
 from sidecar.store import clock
 from sidecar.store import jobs as job_store
 from sidecar.store.jobs import JobView
+from sidecar.store.models import FAILED
+from sidecar.store.models import JOB_STATUSES
 from sidecar.store.models import PENDING
 from sidecar.store.models import RUNNING
 from sidecar.store.models import SUCCEEDED
@@ -227,3 +229,49 @@ def listing(*, project: str | None = None, statuses: Iterable[str] = (), limit: 
     """Scan jobs, newest first."""
     return job_store.listing(kinds=(KIND,), project=project, statuses=tuple(statuses),
                              limit=limit, offset=offset)
+
+
+# -- status ----------------------------------------------------------------------------
+
+def counts() -> dict[str, int]:
+    """Scan jobs by status (metrics)."""
+    return job_store.counts((KIND,)).get(KIND, {status: 0 for status in JOB_STATUSES})
+
+
+def scan_view(job: JobView) -> dict[str, Any]:
+    """One scan for status pages and the UI: what, how it went, why (no secret: reasons are
+    the adapter client's and the registry client's, which quote none)."""
+    result = job.result
+    overview = result.get("scan_overview") or {}
+    first = next(iter(overview.values()), {}) if isinstance(overview, dict) else {}
+    counts = first.get("summary") or {}
+    status = job.status
+    reason = job.last_error
+    if status == SUCCEEDED and result.get("skipped"):
+        status, reason = "skipped", result["skipped"]
+    elif status == SUCCEEDED and result.get("children") is not None:
+        status = "index"
+        reason = (f"{len(result.get('queued') or [])} of {len(result['children'])} children "
+                  "queued")
+    return {
+        "id": job.id, "artifact": job.title, "digest": job.payload.get("digest", ""),
+        "scanner": job.payload.get("scanner", ""), "status": status, "reason": reason,
+        "operator": job.operator, "trigger": job.payload.get("trigger", AUTO),
+        "attempts": job.attempts, "created_at": job.created_at, "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "severity": first.get("severity", "") if job.status == SUCCEEDED else "",
+        "total": counts.get("total"), "fixable": counts.get("fixable"),
+        "by_severity": counts.get("summary") or {},
+    }
+
+
+def status_section(limit: int = 20, project: str | None = None) -> dict[str, Any]:
+    """Scans for /sidecar/status and a project's page: counts by status, the running and
+    waiting ones, the latest failures (with their reasons), the most recent."""
+    by_status = counts() if project is None else {}
+    _, active = listing(project=project, statuses=(PENDING, RUNNING), limit=limit)
+    _, failed = listing(project=project, statuses=(FAILED,), limit=limit)
+    _, recent = listing(project=project, limit=limit)
+    return {"counts": by_status, "active": [scan_view(j) for j in active],
+            "failed": [scan_view(j) for j in failed],
+            "recent": [scan_view(j) for j in recent]}
