@@ -414,3 +414,22 @@ def test_sidecar_scan_waits_for_the_outcome(sidecar_factory, receiver, adapter, 
     bad = clients.run([*sidecar_command(), "scan", "app", "--database", sidecar.database],
                       check=False)
     assert bad.returncode == 2 and "is not PROJECT/REPO:TAG" in bad.stderr
+
+
+def test_a_target_asking_for_harbor_2_11_gets_event_data_scan(sidecar_factory,
+                                                              receiver_factory, adapter, image):
+    plain, newer = receiver_factory(), receiver_factory()
+    scanner = adapter()
+    rules = scan_rules(plain.url, scanner.url)
+    rules["projects"][0]["webhooks"][0]["targets"].append(
+        {"type": "http", "address": newer.url, "payload_version": "2.11"})
+    sidecar = sidecar_factory(rules, config=scan_config())
+    layout, _ = image(tag="v1", layers=1, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
+
+    [old] = plain.wait_for(1, timeout=60)
+    [new] = newer.wait_for(1, timeout=60)
+    assert "scan" not in old.json()["event_data"]
+    assert new.json()["event_data"]["scan"] == {"scan_type": "vulnerability"}
+    assert {k: v for k, v in new.json()["event_data"].items() if k != "scan"} == \
+        old.json()["event_data"]
