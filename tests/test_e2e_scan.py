@@ -34,6 +34,7 @@ from tests.support.scanning import scan_config
 from tests.support.scanning import scan_jobs
 from tests.support.scanning import scan_rules
 from tests.support.sidecar import sidecar_command
+from tests.support.tokens import Account
 
 pytestmark = pytest.mark.e2e
 
@@ -433,3 +434,37 @@ def test_a_target_asking_for_harbor_2_11_gets_event_data_scan(sidecar_factory,
     assert new.json()["event_data"]["scan"] == {"scan_type": "vulnerability"}
     assert {k: v for k, v in new.json()["event_data"].items() if k != "scan"} == \
         old.json()["event_data"]
+
+
+# -- a registry with a token service (`auth: token`) ------------------------------------
+
+def _token_accounts() -> dict:
+    return {"ci": Account("ci-pw", {"repository:proj/*": ["pull", "push"]}),
+            "scanbot": Account(REGISTRY_PASSWORD, {"repository:proj/*": ["pull"]})}
+
+
+@pytest.mark.parametrize("asks", ["Basic", "Bearer"])
+def test_a_token_registry_scanned_with_basic_or_a_pull_token_as_the_adapter_asks(
+        sidecar_factory, receiver, adapter, image, token_registry_factory, asks):
+    reg = token_registry_factory(_token_accounts())
+    scanner = adapter(registry_auth=asks if asks == "Bearer" else None)
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url), upstream=reg.url,
+                              config=scan_config(registry_credential={
+                                  "username": "scanbot", "password": REGISTRY_PASSWORD}))
+    layout, digest = image(tag="v1", layers=2, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1", creds="ci:ci-pw")
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    assert hook.json()["type"] == "SCANNING_COMPLETED"
+    [request] = submissions(scanner)
+    authorization = request["registry"]["authorization"]
+    if asks == "Basic":  # the adapter does the token flow itself with the credential
+        assert authorization == basic("scanbot", REGISTRY_PASSWORD)
+    else:  # Harbor hands a token scoped to pull the one repository
+        scheme, _, token = authorization.partition(" ")
+        assert scheme == "Bearer"
+        granted = [i for i in reg.tokens.issued_to("scanbot") if token == i.token]
+        assert [a for i in granted for a in i.access] == [
+            {"type": "repository", "name": "proj/app", "actions": ["pull"]}]
+    for secret in reg.tokens.secrets():
+        assert secret not in sidecar.log()

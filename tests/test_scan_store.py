@@ -12,6 +12,8 @@ import pytest
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
+from sidecar.record.recorder import Recorder
+from sidecar.record.recorder import RecorderSettings
 from sidecar.rules.load import parse_rules
 from sidecar.scan import overview
 from sidecar.scan.trigger import auto_scans
@@ -19,7 +21,9 @@ from sidecar.scan_command import split_reference
 from sidecar.store import db as store_db
 from sidecar.store import jobs
 from sidecar.store import scans
+from sidecar.store.executor import Executor
 from sidecar.store.models import SUCCEEDED
+from sidecar.store.models import Event
 from sidecar.store.models import Job
 from sidecar.store.models import Project
 from sidecar.store.models import database
@@ -205,3 +209,22 @@ def test_an_index_overview_merges_its_childrens():
 ])
 def test_cli_references(text, parsed):
     assert split_reference(text) == parsed
+
+
+def test_the_recorder_queues_scans_with_the_pushes_it_records(store):
+    woken: list[int] = []
+    recorder = Recorder(Executor(), RecorderSettings(), trigger=auto_scans,
+                        on_triggered=woken.append)
+    recorder.submit([push("proj/app"), push("quiet/app", "sha256:" + "f" * 64)])
+    recorder.flush()
+    assert Event.select().count() == 2 and Job.select().count() == 1 and woken == [1]
+
+
+def test_a_broken_trigger_does_not_keep_events_from_being_recorded(store):
+    def broken(batch):
+        raise KeyError("a bug")
+
+    recorder = Recorder(Executor(), RecorderSettings(), trigger=broken)
+    recorder.submit([push("proj/app")])
+    recorder.flush()
+    assert Event.select().count() == 1 and Job.select().count() == 0
