@@ -468,3 +468,22 @@ def test_a_token_registry_scanned_with_basic_or_a_pull_token_as_the_adapter_asks
             {"type": "repository", "name": "proj/app", "actions": ["pull"]}]
     for secret in reg.tokens.secrets():
         assert secret not in sidecar.log()
+
+
+def test_two_sidecars_on_postgresql_scan_a_push_once(postgres_database, sidecar_factory,
+                                                     receiver, adapter, image):
+    """Both sidecars run scan jobs from one PostgreSQL store: the claim gives the scan to one,
+    and the receiver hears of it once."""
+    scanner = adapter()
+    rules = scan_rules(receiver.url, scanner.url)
+    first = sidecar_factory(rules, config=scan_config(), database=postgres_database, workers=2)
+    sidecar_factory(rules, config=scan_config(), database=postgres_database, workers=2)
+    layout, digest = image(tag="v1", layers=2, layer_size=4096)
+    clients.push(layout, "v1", f"{first.netloc}/proj/app:v1")
+
+    [hook] = receiver.wait_for(1, timeout=60)
+    assert hook.json()["type"] == "SCANNING_COMPLETED"
+    assert hook.json()["event_data"]["resources"][0]["digest"] == digest
+    assert len(submissions(scanner)) == 1
+    shown = first.wait_status(lambda s: s["scans"]["counts"].get("succeeded") == 1)
+    assert [s["status"] for s in shown["scans"]["recent"]] == ["succeeded"]

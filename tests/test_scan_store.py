@@ -156,23 +156,39 @@ def test_pushes_to_auto_scan_projects_queue_scans(store):
     assert queued["picky/tool"].title == "picky/tool@sha256:" + "e" * 64
 
 
-def test_a_store_made_before_scanning_gains_it_at_start(tmp_path):
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:  # version 4: projects without scan settings
-        conn.executescript("""
-            CREATE TABLE schemaversion (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-                                        version INTEGER NOT NULL);
-            INSERT INTO schemaversion (version) VALUES (4);
-            CREATE TABLE project (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-                name VARCHAR(255) NOT NULL, public INTEGER NOT NULL,
-                source VARCHAR(16) NOT NULL, created_at REAL NOT NULL);
-            INSERT INTO project (name, public, source, created_at) VALUES ('proj', 0, 'rules', 0);
-        """)
-    db = store_db.bind(f"sqlite:///{path}")
+OLD_SCHEMA = """
+    CREATE TABLE schemaversion (id {serial}, version INTEGER NOT NULL);
+    INSERT INTO schemaversion (version) VALUES (4);
+    CREATE TABLE project (id {serial}, name VARCHAR(255) NOT NULL, public {boolean} NOT NULL,
+                          source VARCHAR(16) NOT NULL, created_at REAL NOT NULL);
+    INSERT INTO project (name, public, source, created_at) VALUES ('proj', {false}, 'rules', 0);
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_made_before_scanning_gains_it_at_start(request, tmp_path, backend):
+    """Version 4: projects without scan settings, no scanner tables."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            conn.executescript(OLD_SCHEMA.format(
+                serial="INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT", boolean="INTEGER",
+                false="0"))
+    else:
+        url = request.getfixturevalue("postgres_url")
+        postgres.reset_schema(url)
+        import psycopg2
+
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(OLD_SCHEMA.format(serial="SERIAL PRIMARY KEY", boolean="BOOLEAN",
+                                          false="false"))
+    db = store_db.bind(url)
     with db.connection_context():
         row = Project.get(Project.name == "proj")
         assert (row.auto_scan, row.scanner) == (False, "")
         assert scans.scanners() == ()
+        Project.update(auto_scan=True).execute()
+        assert scans.auto_scan_projects(["proj"]) == {"proj": ""}
     db.close()
 
 
