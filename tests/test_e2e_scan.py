@@ -412,6 +412,9 @@ def test_sidecar_scan_waits_for_the_outcome(sidecar_factory, receiver, adapter, 
     refused = clients.run([*sidecar_command(), "scan", "proj/app:nope", "--database",
                            sidecar.database, "--upstream", registry.url], check=False)
     assert refused.returncode == 2 and "artifact proj/app:nope not found" in refused.stderr
+    elsewhere = clients.run([*sidecar_command(), "scan", "other/app:v1", "--database",
+                             sidecar.database, "--upstream", registry.url], check=False)
+    assert elsewhere.returncode == 2 and "project other not found" in elsewhere.stderr
     bad = clients.run([*sidecar_command(), "scan", "app", "--database", sidecar.database],
                       check=False)
     assert bad.returncode == 2 and "is not PROJECT/REPO:TAG" in bad.stderr

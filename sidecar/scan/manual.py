@@ -101,6 +101,8 @@ def request_scan(executor: Executor, registry: RegistryClient, repository: str,
                  reference: str, *, operator: str, host: str = "") -> tuple[Artifact, JobView]:
     """Queue a scan of `reference` with the project's scanner; the artifact and its job."""
     project = repository.partition("/")[0]
+    if executor.run(scan_store.find_project, project, True) is None:
+        raise ScanRefused(404, "NOT_FOUND", f"project {project} not found")
     scanner = executor.run(scan_store.project_scanner, project)
     if scanner is None:
         raise ScanRefused(412, "PRECONDITION", f"no available scanner for project: {project}")
