@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from sidecar.cli.scan import split_reference
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
@@ -17,7 +18,6 @@ from sidecar.record.recorder import RecorderSettings
 from sidecar.rules.load import parse_rules
 from sidecar.scan import overview
 from sidecar.scan.trigger import auto_scans
-from sidecar.scan_command import split_reference
 from sidecar.store import db as store_db
 from sidecar.store import jobs
 from sidecar.store import scans

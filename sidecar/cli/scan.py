@@ -16,6 +16,7 @@ from typing import Any
 
 from sidecar.config import ConfigError
 from sidecar.config import load_settings
+from sidecar.redact import database_url
 
 #: what Harbor's API names the user of a manual scan; events name it as the operator
 OPERATOR = "admin"
@@ -74,8 +75,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     try:
         store_db.bind(settings.database)
     except Exception as exc:
-        print(f"sidecar: cannot open database {store_db.redacted_url(settings.database)}: "
-              f"{exc}", file=sys.stderr)
+        print(f"sidecar: cannot open database {database_url(settings.database)}: {exc}",
+              file=sys.stderr)
         return 2
     executor = Executor()
     registry = RegistryClient(settings.upstream, settings.registry_credential)
