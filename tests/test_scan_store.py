@@ -229,8 +229,8 @@ def test_cli_references(text, parsed):
 
 def test_the_recorder_queues_scans_with_the_pushes_it_records(store):
     woken: list[int] = []
-    recorder = Recorder(Executor(), RecorderSettings(), trigger=auto_scans,
-                        on_triggered=woken.append)
+    recorder = Recorder(Executor(), RecorderSettings())
+    recorder.add_trigger({PUSH_ARTIFACT}, auto_scans, started=woken.append)
     recorder.submit([push("proj/app"), push("quiet/app", "sha256:" + "f" * 64)])
     recorder.flush()
     assert Event.select().count() == 2 and Job.select().count() == 1 and woken == [1]
@@ -240,7 +240,17 @@ def test_a_broken_trigger_does_not_keep_events_from_being_recorded(store):
     def broken(batch):
         raise KeyError("a bug")
 
-    recorder = Recorder(Executor(), RecorderSettings(), trigger=broken)
+    recorder = Recorder(Executor(), RecorderSettings())
+    recorder.add_trigger({PUSH_ARTIFACT}, broken)
     recorder.submit([push("proj/app")])
     recorder.flush()
     assert Event.select().count() == 1 and Job.select().count() == 0
+
+
+def test_batches_without_the_triggers_event_types_do_not_call_it(store):
+    calls: list = []
+    recorder = Recorder(Executor(), RecorderSettings())
+    recorder.add_trigger({PUSH_ARTIFACT}, lambda batch: calls.append(batch) or 0)
+    recorder.submit([push("proj/app", kind=PULL_ARTIFACT)])
+    recorder.flush()
+    assert Event.select().count() == 1 and calls == []
