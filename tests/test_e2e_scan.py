@@ -8,6 +8,7 @@ by the `adapter` fixture, and every answer the adapter gave too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from urllib.parse import quote
@@ -490,3 +491,28 @@ def test_two_sidecars_on_postgresql_scan_a_push_once(postgres_database, sidecar_
     assert len(submissions(scanner)) == 1
     shown = first.wait_status(lambda s: s["scans"]["counts"].get("succeeded") == 1)
     assert [s["status"] for s in shown["scans"]["recent"]] == ["succeeded"]
+
+
+def test_harbors_python_client_scans_and_reads_the_overview(sidecar_factory, receiver,
+                                                            adapter, image):
+    """harborapi (pydantic models, validation on) against the scan API, as a script would."""
+    harborapi = pytest.importorskip("harborapi")
+    scanner = adapter()
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url, auto_scan=False),
+                              config=scan_config())
+    layout, digest = image(tag="v1", layers=2, layer_size=4096)
+    clients.push(layout, "v1", f"{sidecar.netloc}/proj/team/app:v1")
+    expected = expected_counts(layers_of(layout, digest))
+
+    async def script():
+        client = harborapi.HarborAsyncClient(url=f"{sidecar.url}/api/v2.0", username="admin",
+                                             secret="Harbor12345", validate=True)
+        await client.scan_artifact("proj", "team/app", "v1")
+        await asyncio.to_thread(receiver.wait_for, 1, 60)
+        artifact = await client.get_artifact("proj", "team/app", "v1", with_scan_overview=True)
+        return artifact
+
+    artifact = asyncio.run(script())
+    assert artifact.digest == digest
+    summary = artifact.scan_overview.root[GENERIC_REPORT]
+    assert (summary.scan_status, summary.summary.total) == ("Success", expected["total"])
