@@ -24,6 +24,7 @@ from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
+from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.jobs.lane import Lane
 from sidecar.jobs.runner import JobRunner
 from sidecar.jobs.runner import RunnerSettings
@@ -38,6 +39,9 @@ from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
+from sidecar.scan.job import ScanHandler
+from sidecar.scan.job import ScanSettings
+from sidecar.scan.trigger import auto_scans
 from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
@@ -254,11 +258,24 @@ def create_flask(runtime: Runtime) -> Flask:
     return app
 
 
+def add_scanning(runtime: Runtime) -> None:
+    """Scans: the scan job, started by pushes to projects with auto_scan (and by the API)."""
+    settings = runtime.settings
+    runtime.jobs.add(ScanHandler(
+        runtime.executor, runtime.registry,
+        ScanSettings(timeout=settings.scan_timeout_seconds,
+                     registry_url=settings.scan_registry,
+                     credential=settings.registry_credential),
+        observe=metrics.observe_scan))
+    runtime.recorder.add_trigger({PUSH_ARTIFACT}, auto_scans, started=runtime.job_lane.wake)
+
+
 def create_app(settings: Settings, start: bool = True,
                preloaded: PreloadedRules | None = None) -> tuple[SidecarApp, Runtime]:
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
     store_db.bind(settings.database)
     runtime = Runtime(settings, preloaded=preloaded)
+    add_scanning(runtime)
     submit = runtime.recorder.submit
 
     def sink(events):

@@ -74,6 +74,15 @@ class Settings:
     # the sidecar's own identity toward the upstream (pre-delete lookups, ...); None: fall back
     # to the client's Authorization for lookups and to anonymous elsewhere
     registry_credential: Credential | None = None
+    # scanning: how long one artifact's scan may take (submit to report), and the registry
+    # URL handed to scanner adapters ("" = the upstream, so their pulls fire no events)
+    scan_timeout_seconds: float = 600.0
+    scan_registry_url: str = ""
+
+    @property
+    def scan_registry(self) -> str:
+        """The registry URL scanner adapters pull from."""
+        return (self.scan_registry_url or self.upstream).rstrip("/")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -86,7 +95,7 @@ _SIDECAR_KEYS = {
     "chart_inspect_bytes": int, "retention_days": float, "retention_sweep_seconds": float,
     "jobs": dict,
     "webhook_allowed_networks": list,
-    "registry_credential": dict,
+    "registry_credential": dict, "scan": dict,
     "http_worker": str,
     "blob_redirect": str,
 }
@@ -96,10 +105,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
 _DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
 _JOBS_KEYS = {"workers": int, "lease_seconds": float, "backoff_seconds": float,
               "backoff_max_seconds": float}
+_SCAN_KEYS = {"timeout_seconds": float, "registry_url": str}
 #: sidecar.<section>: (its keys and types, the prefix of their Settings field names)
 _SUBSECTIONS: dict[str, tuple[dict[str, type], str]] = {
     "delivery": (_DELIVERY_KEYS, ""),
     "jobs": (_JOBS_KEYS, "job_"),
+    "scan": (_SCAN_KEYS, "scan_"),
 }
 
 
@@ -322,3 +333,13 @@ def validate(settings: Settings) -> None:
     if settings.job_backoff_seconds < 0 or settings.job_backoff_max_seconds < \
             settings.job_backoff_seconds:
         raise ConfigError("sidecar.jobs.backoff_seconds must be >= 0 and <= backoff_max_seconds")
+    if settings.scan_timeout_seconds <= 0:
+        raise ConfigError("sidecar.scan.timeout_seconds must be positive")
+    if settings.scan_registry_url:
+        scan = urlsplit(settings.scan_registry_url)
+        if scan.scheme not in ("http", "https") or not scan.hostname:
+            raise ConfigError(f"sidecar.scan.registry_url must be an http(s) URL, "
+                              f"got {settings.scan_registry_url!r}")
+        if scan.username is not None:
+            raise ConfigError("sidecar.scan.registry_url must not carry credentials: use "
+                              "sidecar.registry_credential")

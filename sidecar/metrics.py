@@ -35,6 +35,9 @@ DELIVERY_ATTEMPTS = Counter(
     "Webhook send attempts by outcome: delivered, retry (will be sent again), failed (gave up)",
     ["outcome"],
 )
+SCANS = Counter("sidecar_scans",
+                "Scans by how they ended: completed, failed, stopped, skipped (not scannable)",
+                ["outcome"])
 DELIVERY_LATENCY = Histogram(
     "sidecar_delivery_duration_seconds", "Time one webhook send attempt took, answer or not",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
@@ -68,6 +71,11 @@ def observe_attempt(outcome: str, seconds: float) -> None:
     DELIVERY_LATENCY.observe(seconds)
 
 
+def observe_scan(outcome: str) -> None:
+    """The scan handler's callback when a scan ends."""
+    SCANS.labels(outcome).inc()
+
+
 class StoreCollector(Collector):
     """Queue depth and deliveries by status, read through `read()` at scrape time."""
 
@@ -97,6 +105,12 @@ class StoreCollector(Collector):
         for status, count in numbers["deliveries"].items():
             by_status.add_metric([status], count)
         yield by_status
+        if "scans" in numbers:
+            scans = GaugeMetricFamily("sidecar_scan_jobs", "Scan jobs in the store by status",
+                                      labels=["status"])
+            for status, count in numbers["scans"].items():
+                scans.add_metric([status], count)
+            yield scans
 
 
 def multiprocess_dir() -> str | None:

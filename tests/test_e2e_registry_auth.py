@@ -259,7 +259,7 @@ def test_status_says_which_features_run_degraded_without_the_credential(
     report = without.status()["registry_credential"]
     assert report["configured"] is False
     assert [d["feature"] for d in report["degraded"]] == [
-        "pre-delete lookups", "scanning's registry access (upcoming)",
+        "pre-delete lookups", "scanning",
         "quota recalculation (upcoming)", "replication source reads (upcoming)",
         "retention (upcoming)"]
     page = _status_html(without)

@@ -30,7 +30,7 @@ ALLOWED = {
     "proxy": {"events", "neterrors", "registry"},
     "server": {"proxy"},  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
-    "scan": {"events", "rules"},
+    "scan": {"events", "rules", "store", "jobs", "registry"},
     "retain": {"events", "rules"},
     "redact": {"rules"},
     "timefmt": set(),
@@ -39,16 +39,17 @@ ALLOWED = {
     # what the three audiences share: Basic auth, the global switch
     "api": {"store"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
-                   "redact", "timefmt"},
+                   "redact", "timefmt", "scan"},
     "api.ops": {"api", "store", "redact", "timefmt", "metrics", "registry"},
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt"},
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
-            "dispatch.formats", "redact", "timefmt", "proxy", "serve"},
-    "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",
+            "dispatch.formats", "redact", "timefmt", "proxy", "serve", "registry", "scan"},
+    "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "events", "jobs",
+            "metrics",
             "preload",
-            "proxy", "record", "registry", "rules", "store"},
+            "proxy", "record", "registry", "rules", "scan", "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
     "preload": {"config", "rules", "store"},

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.dispatch.render import render
 from sidecar.events.families import PAYLOAD_BUILDERS
 from sidecar.events.families import payload_for
 from sidecar.events.model import SCANNING_COMPLETED
@@ -26,6 +27,7 @@ from sidecar.events.scan import scan_payload
 from sidecar.record.recorder import build_records
 from sidecar.record.recorder import policies_for_event
 from sidecar.rules.policy import Filters
+from sidecar.rules.policy import parse_policy
 from sidecar.scan import summary
 from sidecar.scan.report import report_from
 from sidecar.scan.spec import GENERIC_REPORT
@@ -216,3 +218,42 @@ def test_an_untagged_scan_matches_tag_filters_by_its_digest():
         policy(2, (SCANNING_FAILED,), Filters(tags=("latest",))),
     ))
     assert [p.id for p in policies_for_event(event, project)] == [1]
+
+
+# -- payload_version: a target's choice, applied when the request is rendered -------------
+
+def _completed_payload() -> dict:
+    event, hostname, public = GOLDEN["scanning_completed"]()
+    return scan_payload(event, hostname=hostname, public=public)
+
+
+def test_a_target_gets_the_shape_of_the_harbor_version_it_asks_for():
+    stored = _completed_payload()
+    plain = render(stored, {"type": "http", "address": "http://x/hook"}, "msg_1")
+    newer = render(stored, {"type": "http", "address": "http://x/hook",
+                            "payload_version": "2.11"}, "msg_1")
+    assert plain.body == golden_bytes("scanning_completed")
+    assert newer.body == golden_bytes("scanning_completed_2.11")
+    cloud = render(stored, {"type": "http", "address": "http://x/hook",
+                            "payload_format": "CloudEvents", "payload_version": "2.11"}, "msg_1")
+    assert json.loads(cloud.body)["data"]["scan"] == {"scan_type": "vulnerability"}
+    slack = render(stored, {"type": "slack", "address": "http://x/hook",
+                            "payload_version": "2.11"}, "msg_1")
+    assert "scan_type" in slack.body.decode()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("2.11", None),
+    ("2.10", None),
+    (2.1, "payload_version must be a string: quote it (\"2.10\"; YAML reads 2.10 as the "
+          "number 2.1)"),
+    ("2.12", "unsupported payload_version 2.12 (expected 2.10 or 2.11)"),
+])
+def test_payload_version_is_validated_with_the_policy(value, problem):
+    policy, problems = parse_policy({
+        "name": "p", "event_types": ["SCANNING_COMPLETED"],
+        "targets": [{"type": "http", "address": "http://x/hook", "payload_version": value}]})
+    if problem is None:
+        assert not problems and policy.targets[0].as_dict()["payload_version"] == value
+    else:
+        assert [p.message for p in problems] == [problem]

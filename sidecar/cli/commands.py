@@ -10,6 +10,7 @@ import sys
 
 from sidecar import __version__
 from sidecar.cli import endpoint_check
+from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_check_rules)
     endpoint_check.add_parser(sub)
+    scan_command.add_parser(sub)
 
     status = sub.add_parser("status", help="upstream, queue, endpoints, policies, deliveries")
     status.add_argument("--url", help="a running sidecar, e.g. http://127.0.0.1:8080 "

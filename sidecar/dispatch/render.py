@@ -17,6 +17,8 @@ from sidecar.dispatch.formats import Context
 from sidecar.dispatch.formats import UnknownFormat
 from sidecar.dispatch.formats import format_for
 from sidecar.dispatch.signing import signature_headers
+from sidecar.events.scan import DEFAULT_PAYLOAD_VERSION
+from sidecar.events.scan import harbor_shape
 from sidecar.rules.target import Target
 
 __all__ = ["USER_AGENT", "Context", "Request", "min_interval", "needs_project_id", "render"]
@@ -60,6 +62,8 @@ def render(payload: Mapping[str, Any], target: Target | Mapping[str, Any],
         context = Context(delivery_uid=context, now=time.time())
     target = _typed(target)
     row = format_for(target)
+    # the stored payload is Harbor 2.10's; a target may ask for a later release's shape
+    payload = harbor_shape(payload, target.payload_version or DEFAULT_PAYLOAD_VERSION)
     body, headers = row.render(payload, context, row.option_values(dict(target.options)))
     headers["User-Agent"] = USER_AGENT
     if "auth_header" in row.uses and target.auth_header:

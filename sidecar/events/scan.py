@@ -39,7 +39,8 @@ class ScanEvent(InProject):
 
     `tags` holds the tag the scan was asked for (the pushed tag on auto-scan), or nothing;
     `scan_overview` maps a report MIME type to its NativeReportSummary as Harbor's JSON
-    (sidecar.scan.summary builds it).
+    (sidecar.scan.summary builds it). `host` is the Host the push (or the API call) came
+    through, for `resource_url` when no hostname is configured, as for artifact events.
     """
 
     type: str
@@ -50,6 +51,7 @@ class ScanEvent(InProject):
     tags: tuple[str, ...] = ()
     scan_overview: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     request_id: str = ""
+    host: str = ""
 
     @property
     def reference(self) -> str:
@@ -64,7 +66,8 @@ def scan_payload(event: ScanEvent, *, hostname: str, public: bool,
         resource["digest"] = event.digest
     if event.tags:
         resource["tag"] = event.tags[0]
-    resource["resource_url"] = resource_url(hostname, event.repository, event.reference,
+    resource["resource_url"] = resource_url(hostname or event.host, event.repository,
+                                            event.reference,
                                             by_digest=not event.tags)
     if event.scan_overview:
         # Go writes map keys sorted

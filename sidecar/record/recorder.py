@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peewee import InterfaceError
+from peewee import OperationalError
+
 from sidecar.events.families import payload_for
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
@@ -138,6 +141,13 @@ def build_records(
     return out
 
 
+@dataclass(frozen=True)
+class Trigger:
+    event_types: frozenset[str]
+    start: Callable[[Sequence[Any]], int]
+    started: Callable[[int], None]
+
+
 class Recorder:
     """Buffers events in memory and writes them from a background thread (greenlet)."""
 
@@ -162,6 +172,15 @@ class Recorder:
         self._fingerprint: tuple | None = None
         self._projects: dict[str, policy_store.ProjectPolicies] = {}
         self._created: dict[str, int] = {}  # repository -> first seen (never changes)
+        self._triggers: list[Trigger] = []
+
+    def add_trigger(self, event_types: Iterable[str], start: Callable[[Sequence[Any]], int],
+                    started: Callable[[int], None] = lambda n: None) -> None:
+        """Start jobs from recorded events (scan on push): `start(batch)` runs inside the
+        transaction that records a batch holding one of `event_types`, and returns how many
+        jobs it queued; `started(n)` follows the commit (wake the job lane). Call before
+        `start()`."""
+        self._triggers.append(Trigger(frozenset(event_types), start, started))
 
     def submit(self, events: Iterable[ArtifactEvent]) -> None:
         for event in events:
@@ -209,7 +228,7 @@ class Recorder:
             for _ in range(min(self._settings.batch_size, len(self._buffer)))
         ]
         try:
-            created = self._executor.run(self.write_now, batch)
+            created, started = self._executor.run(self._write, batch)
         except Exception:
             log.exception("recording %d events failed; will retry", len(batch))
             self._buffer.extendleft(reversed(batch))
@@ -217,12 +236,43 @@ class Recorder:
         self.recorded += len(batch)
         if created:
             self._on_recorded(created)
+        for trigger, count in started:
+            trigger.started(count)
         return True
 
     def write_now(self, batch: Sequence[Any]) -> int:
         """Record events and their deliveries now, in the caller's thread and transaction
         (a job records the events of a checkpoint or outcome atomically with it); returns
         the deliveries made. The caller wakes the dispatcher once its transaction commits."""
+        return self._write(batch)[0]
+
+    def _write(self, batch: Sequence[Any]) -> tuple[int, list[tuple[Trigger, int]]]:
+        """Deliveries made, and the jobs each trigger queued, in one transaction. A batch no
+        trigger reacts to (every pull) costs what it did without triggers."""
+        types = {event.type for event in batch}
+        wanted = [t for t in self._triggers if t.event_types & types]
+        if not wanted:
+            return self._record(batch), []
+        with database.atomic():
+            created = self._record(batch)
+            started = [(t, self._start_jobs(t, batch)) for t in wanted]
+        return created, [(t, n) for t, n in started if n]
+
+    @staticmethod
+    def _start_jobs(trigger: Trigger, batch: Sequence[Any]) -> int:
+        """One trigger, in a savepoint: a database failure fails the batch (it is retried
+        whole), but a bug of a trigger must not keep every event from being recorded."""
+        try:
+            with database.atomic():
+                return trigger.start(batch)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.exception("starting jobs for %d events failed; the events are recorded "
+                          "without them", len(batch))
+            return 0
+
+    def _record(self, batch: Sequence[Any]) -> int:
         projects = self._policy_index()
         now = int(time.time())
         created = self._repositories_created(batch, now)

@@ -13,8 +13,9 @@ OWN_ACCESS: tuple[tuple[str, str], ...] = (
     ("pre-delete lookups",
      "uses the deleting client's own Authorization: a token scoped to delete only cannot read "
      "the tags and size, so DELETE_ARTIFACT carries the digest as its tag and no size"),
-    ("scanning's registry access (upcoming)",
-     "anonymous: a scanner gets no authorization for private repositories"),
+    ("scanning",
+     "anonymous: the sidecar reads what it scans, and scanner adapters pull it, without "
+     "authorization, so private repositories fail their scans"),
     ("quota recalculation (upcoming)", "anonymous: private repositories cannot be measured"),
     ("replication source reads (upcoming)", "anonymous: private repositories cannot be read"),
     ("retention (upcoming)", "anonymous: cannot list the catalog or delete on a registry "

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.dispatch import formats
+from sidecar.events.scan import PAYLOAD_VERSIONS
 
 SECRET_PREFIX = "whsec_"
 #: Standard Webhooks: a symmetric secret is 24 to 64 random bytes.
@@ -24,6 +25,8 @@ SECRET_BYTES = (24, 64)
 SECRET_FIELDS = ("auth_header", "secret")
 #: Fields every target has, whatever its format.
 COMMON_FIELDS = ("type", "address", "skip_cert_verify", "payload_format")
+#: Beyond Harbor, any format: which Harbor release's payload shape (events.scan); "" = 2.10's
+PAYLOAD_VERSION = "payload_version"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Target:
     secret: str = field(default="", repr=False)
     #: the format's own fields (CloudEvents' `cloudevents_mode`), only those set
     options: tuple[tuple[str, str], ...] = ()
+    #: Harbor's payload shape of this release ("2.11": scan events carry event_data.scan)
+    payload_version: str = ""
 
     def option(self, name: str) -> str:
         return dict(self.options).get(name, "")
@@ -52,6 +57,8 @@ class Target:
         out.update(self.options)
         if self.secret:
             out["secret"] = self.secret
+        if self.payload_version:
+            out[PAYLOAD_VERSION] = self.payload_version
         return out
 
     @classmethod
@@ -66,12 +73,13 @@ class Target:
             secret=raw.get("secret") or "",
             options=tuple((name, str(raw[name])) for name in formats.option_owners()
                           if raw.get(name)),
+            payload_version=raw.get(PAYLOAD_VERSION) or "",
         )
 
 
 def target_keys() -> tuple[str, ...]:
     """Every key a target may have: the common ones, secrets, and each format's options."""
-    return (*COMMON_FIELDS, *SECRET_FIELDS, *formats.option_owners())
+    return (*COMMON_FIELDS, *SECRET_FIELDS, PAYLOAD_VERSION, *formats.option_owners())
 
 
 def check_url(address: Any) -> str | None:
@@ -154,11 +162,18 @@ def parse_target(raw: Any, policy_name: str, *,
     skip = raw.get("skip_cert_verify", False)
     if not isinstance(skip, bool):
         problems.append((("skip_cert_verify",), "skip_cert_verify must be true or false"))
+    version = raw.get(PAYLOAD_VERSION) or ""
+    if not isinstance(version, str):
+        problems.append(((PAYLOAD_VERSION,), f"payload_version must be a string: quote it "
+                         f"(\"2.10\"; YAML reads 2.10 as the number {version!r})"))
+    elif version and version not in PAYLOAD_VERSIONS:
+        problems.append(((PAYLOAD_VERSION,), f"unsupported payload_version {version} "
+                         f"(expected {' or '.join(PAYLOAD_VERSIONS)})"))
     if problems:
         return None, problems
     return Target(type=kind, address=raw["address"].strip(), auth_header=auth_header,
                   skip_cert_verify=skip, payload_format=payload_format, secret=secret,
-                  options=options), []
+                  options=options, payload_version=version), []
 
 
 def default_format(kind: Any) -> str:

@@ -20,6 +20,8 @@ import re
 import zlib
 from urllib.parse import urlsplit
 
+from peewee import BooleanField
+from peewee import CharField
 from peewee import Database
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
@@ -30,7 +32,9 @@ from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.redact import database_url as redacted_url
 from sidecar.store.models import MODELS
+from sidecar.store.models import ArtifactScan
 from sidecar.store.models import PullWindow
+from sidecar.store.models import Scanner
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 from sidecar.store.quota_models import migrate_quota
@@ -51,6 +55,7 @@ MIGRATIONS: tuple = (
     lambda db: _ids_only_grow(db),
     lambda db: db.create_tables(MODELS, safe=True),  # the job table
     lambda db: migrate_quota(db),
+    lambda db: _add_scanning(db),
 )
 
 
@@ -61,6 +66,21 @@ def _add_policy_options(db: Database) -> None:
         migrate_schema(SchemaMigrator.from_database(db).add_column(
             "policy", "options_json", TextField(default="{}")))
     db.create_tables([PullWindow], safe=True)
+
+
+def _add_scanning(db: Database) -> None:
+    """Scanner registrations, the scans of each digest, and a project's auto_scan / scanner."""
+    columns = {column.name for column in db.get_columns("project")}
+    migrator = SchemaMigrator.from_database(db)
+    steps = []
+    if "auto_scan" not in columns:
+        steps.append(migrator.add_column("project", "auto_scan", BooleanField(default=False)))
+    if "scanner" not in columns:
+        steps.append(migrator.add_column("project", "scanner",
+                                         CharField(default="", max_length=255)))
+    if steps:
+        migrate_schema(*steps)
+    db.create_tables([Scanner, ArtifactScan], safe=True)
 
 
 def _ids_only_grow(db: Database) -> None:

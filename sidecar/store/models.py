@@ -55,6 +55,9 @@ class Project(BaseModel):
     public = BooleanField(default=False)
     source = CharField(default="rules", max_length=16)  # "rules" or "api"
     created_at = DoubleField()
+    #: Harbor's project metadata `auto_scan` and the project's scanner ("" = the default)
+    auto_scan = BooleanField(default=False)
+    scanner = CharField(default="", max_length=255)
 
 
 class Policy(BaseModel):
@@ -190,6 +193,37 @@ class Job(Queued):
         return json.loads(self.result_json or "{}")
 
 
+class Scanner(BaseModel):
+    """A scanner adapter registration (Harbor's ScannerRegistration), synced from the rules
+    file with the projects, so every worker reads the same registrations."""
+
+    name = CharField(unique=True, max_length=255)
+    url = CharField(max_length=1024)
+    auth = CharField(default="", max_length=32)
+    access_credential = TextField(default="")  # like a target's auth_header: never shown
+    skip_cert_verify = BooleanField(default=False)
+    is_default = BooleanField(default=False)
+    source = CharField(default="rules", max_length=16)
+    created_at = DoubleField()
+    updated_at = DoubleField()
+
+
+class ArtifactScan(BaseModel):
+    """The scans of one digest by one scanner: how many were made (the `n` of their job keys,
+    `scan:<scanner>:<digest>:<n>`) and the latest one, whose result is the artifact's
+    scan_overview. Harbor keys its reports the same way (digest and registration)."""
+
+    scanner = CharField(max_length=255)
+    digest = CharField(max_length=128)
+    repository = CharField(default="", max_length=512)
+    scans = IntegerField(default=0)
+    latest_job = IntegerField(null=True)
+    updated_at = DoubleField()
+
+    class Meta:
+        indexes = ((("scanner", "digest"), True), (("digest",), False))
+
+
 class Attempt(BaseModel):
     delivery = ForeignKeyField(Delivery, backref="attempt_rows", on_delete="CASCADE")
     number = IntegerField()
@@ -219,4 +253,4 @@ class Setting(BaseModel):
 
 
 MODELS = (SchemaVersion, Project, Policy, Repository, Event, Delivery, Attempt, Setting,
-          PullWindow, Job)
+          PullWindow, Job, Scanner, ArtifactScan)

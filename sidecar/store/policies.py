@@ -18,6 +18,7 @@ from sidecar.store.models import Project
 from sidecar.store.models import Repository
 from sidecar.store.models import Setting
 from sidecar.store.models import database
+from sidecar.store.scans import sync_scanners
 
 RULES = "rules"
 API = "api"
@@ -36,6 +37,7 @@ class SyncResult:
     policies_added: int = 0
     policies_changed: int = 0
     policies_deleted: int = 0
+    scanners_changed: int = 0
 
     @property
     def changed(self) -> bool:
@@ -47,7 +49,8 @@ class SyncResult:
         parts = [f"{n} {what}" for what, n in (
             ("projects added", self.projects_added), ("projects changed", self.projects_changed),
             ("policies added", self.policies_added), ("policies changed", self.policies_changed),
-            ("policies deleted", self.policies_deleted)) if n]
+            ("policies deleted", self.policies_deleted),
+            ("scanners changed", self.scanners_changed)) if n]
         return ", ".join(parts)
 
 
@@ -102,19 +105,32 @@ def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
         serialized("rules-sync")  # workers and sidecars starting together take turns
         projects = {row.name: row for row in Project.select()}
         fresh = [p for p in rules.projects if p.name not in projects]
+        # the scanners first: projects name them, and every worker reads both together
+        result.scanners_changed = sync_scanners(rules.scanners, now)
         for start in range(0, len(fresh), BATCH):
             Project.insert_many([
-                {"name": p.name, "public": p.public, "source": RULES, "created_at": now}
+                {"name": p.name, "public": p.public, "source": RULES, "created_at": now,
+                 "auto_scan": p.auto_scan, "scanner": p.scanner}
                 for p in fresh[start:start + BATCH]]).execute()
         result.projects_added = len(fresh)
         if fresh:
             projects = {row.name: row for row in Project.select()}
         for project in rules.projects:
             row = projects[project.name]
-            if row.public != project.public or row.source != RULES:
-                Project.update(public=project.public, source=RULES).where(
-                    Project.id == row.id).execute()
+            wanted_row = {"public": project.public, "source": RULES,
+                          "auto_scan": project.auto_scan, "scanner": project.scanner}
+            if any(getattr(row, k) != v for k, v in wanted_row.items()):
+                Project.update(**wanted_row).where(Project.id == row.id).execute()
                 result.projects_changed += 1
+        # a project the file no longer declares keeps its row (deliveries name it) but no
+        # longer scans what is pushed to it
+        declared = {p.name for p in rules.projects}
+        dropped = [row.id for name, row in projects.items() if name not in declared
+                   and row.source == RULES and (row.auto_scan or row.scanner)]
+        if dropped:
+            Project.update(auto_scan=False, scanner="").where(
+                Project.id.in_(dropped)).execute()
+            result.projects_changed += len(dropped)
 
         wanted: dict[tuple[int, str], dict[str, Any]] = {}
         for project in rules.projects:

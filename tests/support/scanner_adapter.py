@@ -19,6 +19,7 @@ assert that the sidecar spoke the protocol. It can be told to misbehave:
     adapter.behave(body="unparseable")    200 with JSON that is not a report
     adapter.behave(body="huge", huge_bytes=N)   200 with an N-byte body
     adapter.behave(redirect_loop=True)    302 to another URL, which 302s back
+    ScannerAdapter(registry_auth="Bearer")  metadata asks for a pull token instead of Basic
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ SCAN_REQUEST = "application/vnd.scanner.adapter.scan.request+json; version=1.0"
 SCAN_RESPONSE = "application/vnd.scanner.adapter.scan.response+json; version=1.0"
 METADATA = "application/vnd.scanner.adapter.metadata+json; version=1.0"
 ERROR = "application/vnd.scanner.adapter.error+json; version=1.0"
+REGISTRY_AUTH = "harbor.scanner-adapter/registry-authorization-type"
 
 SCANNER = {"name": "Simulated", "vendor": "Sidecar tests", "version": "1.0.0"}
 SEVERITIES = ("Unknown", "Negligible", "Low", "Medium", "High", "Critical")
@@ -187,6 +189,8 @@ class Behaviour:
     require: dict[str, str] = field(default_factory=dict)  # headers the caller must send
     produces: tuple[str, ...] = (GENERIC_REPORT,)
     metadata: dict[str, Any] | None = None
+    #: the metadata property asking for a Bearer pull token instead of Basic credentials
+    registry_auth: str | None = None
 
 
 class ScannerAdapter:
@@ -209,11 +213,14 @@ class ScannerAdapter:
     def metadata(self) -> dict[str, Any]:
         if self.behaviour.metadata is not None:
             return self.behaviour.metadata
+        properties = {"harbor.scanner-adapter/scanner-type": "os-package-vulnerability"}
+        if self.behaviour.registry_auth:
+            properties[REGISTRY_AUTH] = self.behaviour.registry_auth
         return {"scanner": dict(SCANNER),
                 "capabilities": [{"type": "vulnerability",
                                   "consumes_mime_types": [OCI_MANIFEST, DOCKER_MANIFEST],
                                   "produces_mime_types": list(self.behaviour.produces)}],
-                "properties": {"harbor.scanner-adapter/scanner-type": "os-package-vulnerability"}}
+                "properties": properties}
 
     def wait_scans(self, count: int, timeout: float = 30.0) -> list[Scan]:
         """Block until `count` scans have finished pulling (done or failed)."""

@@ -1,4 +1,5 @@
-"""Harbor's v2.0 REST API for webhook policies, their history, projects and the global switch.
+"""Harbor's v2.0 REST API for webhook policies, their history, projects, the global switch and
+artifact scans.
 
 Same paths, bodies, status codes, headers and messages as Harbor, so scripts, Harbor's API
 clients and the Terraform provider work unchanged. One module per resource; `blueprint` holds
@@ -13,6 +14,7 @@ Deviations, each on purpose:
 All database work runs through the runtime's executor, never on the event loop.
 """
 
+from sidecar.api.harbor import artifacts as artifacts
 from sidecar.api.harbor import configurations as configurations
 from sidecar.api.harbor import executions as executions
 from sidecar.api.harbor import policies as policies
@@ -20,4 +22,5 @@ from sidecar.api.harbor import policy_probe as policy_probe
 from sidecar.api.harbor import projects as projects
 from sidecar.api.harbor.blueprint import bp as bp
 
-__all__ = ["bp", "configurations", "executions", "policies", "policy_probe", "projects"]
+__all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_probe",
+           "projects"]

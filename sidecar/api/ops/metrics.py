@@ -9,6 +9,7 @@ from flask import Response
 from flask import current_app
 
 from sidecar.metrics import exposition
+from sidecar.store.scans import counts as scan_counts
 from sidecar.store.status_report import queue_numbers
 
 bp = Blueprint("metrics", __name__, url_prefix="/sidecar")
@@ -16,7 +17,8 @@ bp = Blueprint("metrics", __name__, url_prefix="/sidecar")
 
 def _numbers() -> dict[str, Any]:
     numbers = queue_numbers()
-    return {"deliveries": numbers.by_status, "depth": numbers.depth, "due_now": numbers.due_now}
+    return {"deliveries": numbers.by_status, "depth": numbers.depth, "due_now": numbers.due_now,
+            "scans": scan_counts()}
 
 
 @bp.get("/metrics")

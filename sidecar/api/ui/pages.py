@@ -46,6 +46,7 @@ from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
 from sidecar.store import policy_catalog as store
 from sidecar.store.models import FAILED
+from sidecar.store.scans import status_section as scan_status
 from sidecar.store.views import Conflict
 from sidecar.store.views import NotFound
 from sidecar.store.views import Page
@@ -201,6 +202,7 @@ def webhooks(project_id: int):
         "ui/webhooks.html", project=project, policies=policy_cards,
         notifications_enabled=_db(runtime.notifications_enabled),
         rules_file=runtime.settings.rules or "",
+        scans=_db(scan_status, 10, project.name),
     )
 
 
