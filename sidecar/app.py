@@ -36,6 +36,10 @@ from sidecar.proxy.upstream import Upstream
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
+from sidecar.replicate.destinations import Destinations
+from sidecar.replicate.execution import ExecutionHandler
+from sidecar.replicate.task import TaskHandler
+from sidecar.replicate.trigger import event_replications
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 from sidecar.store import clock
@@ -94,6 +98,7 @@ class Runtime:
                              max_attempts=settings.webhook_job_max_retry),
             notifications_enabled=self.notifications_enabled,
             on_recorded=self.dispatcher.wake,
+            on_triggered=lambda _n: self.job_lane.wake(),
         )
         # background jobs: one lane for every kind this sidecar runs (scans, replication
         # tasks, retention runs), on the same claims and leases as deliveries; create_app
@@ -254,6 +259,17 @@ def create_flask(runtime: Runtime) -> Flask:
     return app
 
 
+def add_replication(runtime: Runtime) -> None:
+    """Replication: executions (planning) and their tasks (copies, deletions), started by
+    pushes and deletes matching event-based policies, and by the API, the UI and the CLI."""
+    destinations = Destinations()
+    runtime.jobs.add(ExecutionHandler(runtime.executor, runtime.registry, destinations))
+    runtime.jobs.add(TaskHandler(runtime.executor, runtime.registry, destinations,
+                                 observe=metrics.observe_replication_task,
+                                 observe_bytes=metrics.observe_replicated_bytes))
+    runtime.recorder.add_trigger(event_replications)
+
+
 def create_app(settings: Settings, start: bool = True,
                preloaded: PreloadedRules | None = None) -> tuple[SidecarApp, Runtime]:
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
@@ -274,6 +290,7 @@ def create_app(settings: Settings, start: bool = True,
                             project=settings.chart_project,
                             inspect_limit=settings.chart_inspect_bytes,
                             observe=metrics.observe_request)
+    add_replication(runtime)
     app = SidecarApp(create_flask(runtime), proxy, charts)
     if start:
         runtime.start()

@@ -32,6 +32,7 @@ ALLOWED = {
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules"},
     "retain": {"events", "rules"},
+    "replicate": {"events", "rules", "store", "jobs", "registry"},
     "redact": {"rules"},
     "timefmt": set(),
     "config": {"registry", "rules"},
@@ -48,7 +49,7 @@ ALLOWED = {
             "dispatch.formats", "redact", "timefmt", "proxy", "serve"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",
             "preload",
-            "proxy", "record", "registry", "rules", "store"},
+            "proxy", "record", "registry", "replicate", "rules", "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
     "preload": {"config", "rules", "store"},
@@ -62,7 +63,8 @@ PURE = ("events", "dispatch.formats", "dispatch.render", "dispatch.retry", "disp
 #: pure modules inside packages that also do I/O, held to more: of the sidecar they import
 #: only the pure units above and each other
 PURE_MODULES = ("scan.spec", "scan.report", "scan.summary", "scan.plan", "rules.cron",
-                "rules.globs", "rules.retention", "retain.policy", "retain.activity")
+                "rules.globs", "rules.retention", "retain.policy", "retain.activity",
+                "replicate.plan", "replicate.throttle")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peewee import InterfaceError
+from peewee import OperationalError
+
 from sidecar.events.families import payload_for
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
@@ -147,11 +150,16 @@ class Recorder:
         settings: RecorderSettings,
         notifications_enabled: Callable[[], bool] = lambda: True,
         on_recorded: Callable[[int], None] = lambda n: None,
+        on_triggered: Callable[[int], None] = lambda n: None,
     ):
         self._executor = executor
         self._settings = settings
         self._enabled = notifications_enabled
         self._on_recorded = on_recorded
+        # what starts jobs from recorded events (replication on push, ...): each called with
+        # every batch inside the transaction that records it; `on_triggered` after the commit
+        self._triggers: list[Callable[[Sequence[Any]], int]] = []
+        self._on_triggered = on_triggered
         self._buffer: deque[ArtifactEvent] = deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -203,13 +211,19 @@ class Recorder:
                 if not self._write_batch():
                     time.sleep(self._settings.retry_interval)  # keep the events, try again
 
+    def add_trigger(self, trigger: Callable[[Sequence[Any]], int]) -> None:
+        """Start jobs from recorded events too (before start): `trigger(batch)` queues them in
+        the batch's transaction and says how many; a push is recorded with its jobs or not at
+        all, and nothing of it runs on the proxy's request path."""
+        self._triggers.append(trigger)
+
     def _write_batch(self) -> bool:
         batch = [
             self._buffer.popleft()
             for _ in range(min(self._settings.batch_size, len(self._buffer)))
         ]
         try:
-            created = self._executor.run(self.write_now, batch)
+            created, queued = self._executor.run(self._write, batch)
         except Exception:
             log.exception("recording %d events failed; will retry", len(batch))
             self._buffer.extendleft(reversed(batch))
@@ -217,7 +231,32 @@ class Recorder:
         self.recorded += len(batch)
         if created:
             self._on_recorded(created)
+        if queued:
+            self._on_triggered(queued)
         return True
+
+    def _write(self, batch: Sequence[Any]) -> tuple[int, int]:
+        """Deliveries made and jobs queued (the triggers'), in one transaction."""
+        if not self._triggers:
+            return self.write_now(batch), 0
+        with database.atomic():
+            created = self.write_now(batch)
+            queued = sum(self._start_jobs(trigger, batch) for trigger in self._triggers)
+        return created, queued
+
+    def _start_jobs(self, trigger: Callable[[Sequence[Any]], int],
+                    batch: Sequence[Any]) -> int:
+        """One trigger, in a savepoint: a database failure fails the batch (it is retried
+        whole), but a bug of a trigger must not keep every event from being recorded."""
+        try:
+            with database.atomic():
+                return trigger(batch)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.exception("starting jobs for %d events failed; the events are recorded "
+                          "without them", len(batch))
+            return 0
 
     def write_now(self, batch: Sequence[Any]) -> int:
         """Record events and their deliveries now, in the caller's thread and transaction

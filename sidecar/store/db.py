@@ -34,6 +34,7 @@ from sidecar.store.models import PullWindow
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 from sidecar.store.quota_models import migrate_quota
+from sidecar.store.replication_models import REPLICATION_MODELS
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -51,6 +52,7 @@ MIGRATIONS: tuple = (
     lambda db: _ids_only_grow(db),
     lambda db: db.create_tables(MODELS, safe=True),  # the job table
     lambda db: migrate_quota(db),
+    lambda db: db.create_tables(REPLICATION_MODELS, safe=True),  # registries, policies, runs
 )
 
 
