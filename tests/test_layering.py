@@ -46,7 +46,7 @@ ALLOWED = {
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt"},
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
-            "dispatch.formats", "redact", "timefmt", "proxy", "serve"},
+            "dispatch.formats", "redact", "timefmt", "proxy", "serve", "replicate"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",
             "preload",
             "proxy", "record", "registry", "replicate", "rules", "store"},
