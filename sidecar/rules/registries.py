@@ -184,7 +184,7 @@ def _parse_credential(raw: Any, add) -> RegistryCredential | None:
         if not isinstance(value, str):
             # never quote the value: it may be the secret
             add(("credential", key), f"credential.{key} must be a string (quote it in YAML)")
-            value = ""
+            return None
         values[key] = value
     if not values["access_key"]:
         if values["access_secret"]:

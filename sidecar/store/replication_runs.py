@@ -249,7 +249,8 @@ def _execution_view(row: ReplicationExecution, job: Job, counts: dict[str, int],
         status = SUCCESS
     end = None
     if status != RUNNING:
-        end = max(x for x in (job.finished_at, last_task_end, job.created_at) if x is not None)
+        ends = [x for x in (job.finished_at, last_task_end) if x is not None]
+        end = max(ends) if ends else job.created_at
     return ExecutionView(
         id=row.id, policy_id=row.policy, policy_name=row.policy_name, trigger=row.trigger,
         operator=job.operator, status=status, status_text=text, start_time=job.created_at,
