@@ -105,7 +105,7 @@ class Runtime:
         # adds each family's handler and schedules
         self.jobs = JobRunner(
             self.executor, (), record=self.recorder.write_now,
-            recorded=self.dispatcher.wake,
+            recorded=self.dispatcher.wake, enqueued=lambda: self.job_lane.wake(),
             settings=RunnerSettings(lease=settings.job_lease_seconds,
                                     backoff=settings.job_backoff_seconds,
                                     backoff_max=settings.job_backoff_max_seconds))

@@ -86,7 +86,7 @@ def _follow(executor, execution_id: int, deadline: float) -> dict[str, Any] | No
                                "source": t.src_resource, "destination": t.dst_resource,
                                "references": list(t.references), "bytes": t.bytes,
                                "error": t.error} for t in reversed(tasks)]}
-        time.sleep(0.5)
+        time.sleep(0.2)
     return None
 
 

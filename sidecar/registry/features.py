@@ -16,7 +16,8 @@ OWN_ACCESS: tuple[tuple[str, str], ...] = (
     ("scanning's registry access (upcoming)",
      "anonymous: a scanner gets no authorization for private repositories"),
     ("quota recalculation (upcoming)", "anonymous: private repositories cannot be measured"),
-    ("replication source reads (upcoming)", "anonymous: private repositories cannot be read"),
+    ("replication source reads", "anonymous: private repositories cannot be replicated, and "
+     "manual runs cannot list the catalog of a registry that wants credentials"),
     ("retention (upcoming)", "anonymous: cannot list the catalog or delete on a registry "
                              "that wants credentials"),
 )
