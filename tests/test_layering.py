@@ -40,11 +40,11 @@ ALLOWED = {
     # what the three audiences share: Basic auth, the global switch
     "api": {"store"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
-                   "redact", "timefmt"},
+                   "redact", "timefmt", "replicate"},
     "api.ops": {"api", "store", "redact", "timefmt", "metrics", "registry"},
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
-               "redact", "timefmt"},
+               "redact", "timefmt", "replicate"},
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
             "dispatch.formats", "redact", "timefmt", "proxy", "serve", "replicate"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "jobs", "metrics",

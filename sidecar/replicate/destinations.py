@@ -144,3 +144,19 @@ def _ensure_project(destination: Destination, project: str, public: bool) -> Non
                                 status=made.status_code)
     except requests.RequestException as exc:
         raise RegistryUnavailable(f"{what}: {type(exc).__name__}") from exc
+
+
+def health(registry: RegistryView) -> str:
+    """Harbor's registry status: `healthy` when `GET /v2/` lets the registry's credential
+    in, `unhealthy` otherwise (unreachable, refused, not a registry)."""
+    credential = Credential(registry.access_key, registry.access_secret) \
+        if registry.access_key else None
+    client = RegistryClient(registry.url, credential, verify=_verify(registry), timeout=5.0,
+                            connect_timeout=2.0)
+    try:
+        client.ping()
+    except (RegistryError, ValueError):
+        return "unhealthy"
+    finally:
+        client.close()
+    return "healthy"

@@ -18,6 +18,7 @@ from peewee import fn
 
 from sidecar.store import clock
 from sidecar.store import jobs as job_store
+from sidecar.store import replication as replication_store
 from sidecar.store.jobs import FINAL
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
@@ -271,3 +272,36 @@ def _task_view(row: Job, with_log: bool = False) -> TaskView:
         end_time=row.finished_at, attempts=row.attempts, error=row.last_error,
         bytes=int(copied if copied is not None else state.get("bytes", 0)),
         log=row.log_text if with_log else "")
+
+
+def recent_failures(limit: int = 10) -> list[TaskView]:
+    """The newest failed tasks, with their reasons (status page, UI)."""
+    rows = (Job.select().where((Job.kind == TASK_KIND) & (Job.status == FAILED))
+            .order_by(Job.id.desc()).limit(limit))
+    return [_task_view(row) for row in rows]
+
+
+def report(limit: int = 10) -> dict[str, Any]:
+    """What /sidecar/status shows of replication: never a credential, only whether one is
+    set. Registries, policies, tasks by status, recent executions and failures."""
+    registries = replication_store.registries()
+    names = {r.id: r.name for r in registries}
+    _, recent = executions(limit=limit)
+    copied = bytes_copied(v.id for v in recent)
+    return {
+        "registries": [{"id": r.id, "name": r.name, "type": r.type, "url": r.url,
+                        "insecure": r.insecure,
+                        "credential": "configured" if r.access_key else "anonymous"}
+                       for r in registries],
+        "policies": [{"id": p.id, "name": p.name, "enabled": p.enabled, "trigger": p.trigger,
+                      "destination": names.get(p.registry_id, ""),
+                      "dest_namespace": p.dest_namespace}
+                     for p in replication_store.policies()],
+        "tasks": task_outcomes(),
+        "recent_executions": [{**vars(v), "bytes": copied.get(v.id, 0)} for v in recent],
+        "recent_failures": [{"id": t.id, "execution_id": t.execution_id,
+                             "source": t.src_resource, "destination": t.dst_resource,
+                             "references": list(t.references), "attempts": t.attempts,
+                             "error": t.error, "end_time": t.end_time}
+                            for t in recent_failures(limit)],
+    }

@@ -1,4 +1,5 @@
-"""Harbor's v2.0 REST API for webhook policies, their history, projects and the global switch.
+"""Harbor's v2.0 REST API for webhook policies, their history, projects and the global switch,
+and for registries and replication (policies, executions, tasks: `registries`, `replication`).
 
 Same paths, bodies, status codes, headers and messages as Harbor, so scripts, Harbor's API
 clients and the Terraform provider work unchanged. One module per resource; `blueprint` holds
@@ -18,6 +19,9 @@ from sidecar.api.harbor import executions as executions
 from sidecar.api.harbor import policies as policies
 from sidecar.api.harbor import policy_probe as policy_probe
 from sidecar.api.harbor import projects as projects
+from sidecar.api.harbor import registries as registries
+from sidecar.api.harbor import replication as replication
 from sidecar.api.harbor.blueprint import bp as bp
 
-__all__ = ["bp", "configurations", "executions", "policies", "policy_probe", "projects"]
+__all__ = ["bp", "configurations", "executions", "policies", "policy_probe", "projects",
+           "registries", "replication"]

@@ -20,6 +20,7 @@ from sidecar import timefmt
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
+from sidecar.store import replication_runs
 from sidecar.store.status_report import status_report
 
 bp = Blueprint("status", __name__, url_prefix="/sidecar")
@@ -59,6 +60,7 @@ def status():
     body["recorder"] = {"buffered": runtime.recorder.backlog, "dropped": runtime.recorder.dropped}
     body["notification_enable"] = runtime.executor.run(runtime.notifications_enabled)
     body["registry_credential"] = credential_report(runtime.registry.has_credential)
+    body["replication"] = runtime.executor.run(replication_runs.report)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:
