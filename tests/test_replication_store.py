@@ -136,3 +136,20 @@ def test_a_keyed_run_is_started_once(database):
                                  key="schedule:nightly:1000")
     assert first is not None and again is None
     assert runs.executions()[0] == 1
+
+
+def test_a_scheduled_run_is_one_execution_per_fire_time(database):
+    from sidecar.replicate.manual import scheduled_run
+
+    sync(RULES.replace("  - {name: nightly, dest_registry: spare}",
+                       "  - {name: nightly, dest_registry: spare, trigger: {type: scheduled,\n"
+                       "     trigger_settings: {cron: \"0 0 2 * * *\"}}}"))
+    [policy] = store.scheduled_policies()
+    first = scheduled_run(policy, 1_800_000_000.0)
+    assert first is not None
+    assert scheduled_run(policy, 1_800_000_000.0) is None, "another worker fired it already"
+    assert scheduled_run(policy, 1_800_086_400.0) is not None
+    view = runs.execution(first)
+    assert (view.trigger, view.operator) == ("SCHEDULE", "harbor-jobservice")
+    disabled = store.policy_named("nightly")
+    assert scheduled_run(type(disabled)(**{**vars(disabled), "enabled": False}), 1.0) is None

@@ -17,6 +17,7 @@ from typing import Any
 
 from sidecar.rules.registries import Registry
 from sidecar.rules.replication import EVENT_BASED
+from sidecar.rules.replication import SCHEDULED
 from sidecar.rules.replication import Filter
 from sidecar.rules.replication import ReplicationPolicy as PolicyRule
 from sidecar.store.replication_models import ReplicationPolicy
@@ -205,5 +206,13 @@ def event_policies() -> list[PolicyView]:
     """Enabled event-based policies: what a push or a delete may start."""
     rows = ReplicationPolicy.select().where(
         (ReplicationPolicy.enabled == True) & (ReplicationPolicy.trigger == EVENT_BASED)  # noqa: E712
+    ).order_by(ReplicationPolicy.id)
+    return [policy_view(row) for row in rows]
+
+
+def scheduled_policies() -> list[PolicyView]:
+    """Enabled scheduled policies: what the scheduler fires (see replicate.manual)."""
+    rows = ReplicationPolicy.select().where(
+        (ReplicationPolicy.enabled == True) & (ReplicationPolicy.trigger == SCHEDULED)  # noqa: E712
     ).order_by(ReplicationPolicy.id)
     return [policy_view(row) for row in rows]
