@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 
 from tests.consumer_rules import assert_harbor_compatible
 from tests.support import clients
@@ -351,3 +352,37 @@ def test_a_misbehaving_destination_fails_the_task(sidecar_factory, receiver, bas
         assert DR_PASSWORD not in sidecar.log()
     finally:
         bad.stop()
+
+
+def test_a_harbor_destination_gets_its_project_made_first(sidecar_factory, receiver, image,
+                                                          tmp_path):
+    """A `harbor` registry: here a second sidecar (Harbor's API) in front of a second
+    registry. The missing destination project is created through Harbor's API, public as the
+    source project is, before the copy; the destination sees an ordinary push."""
+    dest_registry = Registry(tmp_path / "harbor-registry").start()
+    try:
+        harbor_password = f"hb-{secrets.token_hex(6)}"
+        harbor = sidecar_factory(
+            {"projects": []}, upstream=dest_registry.url, name="harbor",
+            config={"harbor_admin_password": harbor_password})
+        project = f"hb{uuid.uuid4().hex[:8]}"
+        source_rules = rules_for(harbor.url, receiver.url, project=project, registry={
+            "type": "harbor", "credential": {"access_key": "admin",
+                                             "access_secret": "${DR_SECRET}"}})
+        source_rules["projects"][0]["public"] = True
+        sidecar = sidecar_factory(source_rules, config=JOBS, env={"DR_SECRET": harbor_password})
+        layout, digest = image(tag="v1")
+        repo = f"{project}/app"
+        clients.push(layout, "v1", f"{sidecar.netloc}/{repo}:v1")
+
+        events = replication_events(receiver, 2)
+        assert statuses(events) == ["Running", "Success"]
+        assert _replication(events[1])["dest_resource"]["registry_type"] == "harbor"
+        made = requests.get(f"{harbor.url}/api/v2.0/projects/{project}", timeout=10,
+                            auth=("admin", harbor_password))
+        assert made.status_code == 200, "the project was made at the destination"
+        assert made.json()["metadata"]["public"] == "true", "public, as the source project"
+        assert clients.inspect(f"{dest_registry.netloc}/{repo}:v1")["Digest"] == digest
+        assert harbor_password not in sidecar.log()
+    finally:
+        dest_registry.stop()

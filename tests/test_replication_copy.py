@@ -295,3 +295,19 @@ def test_mount_sources_are_bounded():
 ])
 def test_what_is_retried(error, retried):
     assert transient(error) is retried
+
+
+def test_a_harbor_destination_needs_a_project_part():
+    from sidecar.replicate.destinations import check_path
+    from sidecar.store.replication import RegistryView
+
+    def registry(kind: str) -> RegistryView:
+        return RegistryView(id=1, name="r", type=kind, url="https://r.example", description="",
+                            credential_type="", access_key="", insecure=False,
+                            ca_certificate="", source="rules", created_at=0, updated_at=0)
+
+    check_path(registry("harbor"), "library/nginx")
+    check_path(registry("docker-registry"), "nginx")
+    with pytest.raises(ValueError, match=r'"nginx" contains 1 path components \[\'nginx\'\], '
+                                         "but the destination registry requires at least 2"):
+        check_path(registry("harbor"), "nginx")
