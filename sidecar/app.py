@@ -38,6 +38,7 @@ from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
 from sidecar.replicate.destinations import Destinations
 from sidecar.replicate.execution import ExecutionHandler
+from sidecar.replicate.schedules import replication_schedules
 from sidecar.replicate.task import TaskHandler
 from sidecar.replicate.trigger import event_replications
 from sidecar.rules.load import RulesError
@@ -261,13 +262,15 @@ def create_flask(runtime: Runtime) -> Flask:
 
 def add_replication(runtime: Runtime) -> None:
     """Replication: executions (planning) and their tasks (copies, deletions), started by
-    pushes and deletes matching event-based policies, and by the API, the UI and the CLI."""
+    pushes and deletes matching event-based policies, by the schedules of scheduled ones, and
+    by the API, the UI and the CLI."""
     destinations = Destinations()
     runtime.jobs.add(ExecutionHandler(runtime.executor, runtime.registry, destinations))
     runtime.jobs.add(TaskHandler(runtime.executor, runtime.registry, destinations,
                                  observe=metrics.observe_replication_task,
                                  observe_bytes=metrics.observe_replicated_bytes))
     runtime.recorder.add_trigger(event_replications)
+    runtime.scheduler.add(replication_schedules)
 
 
 def create_app(settings: Settings, start: bool = True,

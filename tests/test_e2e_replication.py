@@ -386,3 +386,24 @@ def test_a_harbor_destination_gets_its_project_made_first(sidecar_factory, recei
         assert harbor_password not in sidecar.log()
     finally:
         dest_registry.stop()
+
+
+def test_a_scheduled_policy_runs_at_its_fire_time(sidecar_factory, receiver, basic_dest,
+                                                  registry, image):
+    """Pushed straight to the registry (the sidecar never saw it); a schedule firing every
+    minute: the scheduler catches up the last fire time at start, one run per fire time."""
+    project = f"cron{uuid.uuid4().hex[:8]}"
+    layout, digest = image(tag="v1")
+    repo = f"{project}/app"
+    clients.push(layout, "v1", f"{registry.netloc}/{repo}:v1")
+    rules = rules_for(basic_dest.url, receiver.url, project=project, policy={
+        "trigger": {"type": "scheduled", "trigger_settings": {"cron": "0 */1 * * * *"}}})
+    sidecar = sidecar_factory(rules, config=JOBS, env={"DR_SECRET": DR_PASSWORD})
+
+    events = replication_events(receiver, 2, timeout=60)
+    assert statuses(events) == ["Running", "Success"]
+    done = _replication(events[1])
+    assert done["trigger_type"] == "SCHEDULE" and events[1]["operator"] == "harbor-jobservice"
+    assert dest_digest(basic_dest.netloc, f"{repo}:v1") == digest
+    [execution] = jobs(sidecar, "replication")
+    assert execution["key"].startswith("replication:") and "@" in execution["key"]

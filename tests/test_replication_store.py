@@ -138,18 +138,30 @@ def test_a_keyed_run_is_started_once(database):
     assert runs.executions()[0] == 1
 
 
-def test_a_scheduled_run_is_one_execution_per_fire_time(database):
-    from sidecar.replicate.manual import scheduled_run
+def test_scheduled_policies_are_schedules_of_one_execution_per_fire_time(database):
+    from sidecar.jobs.scheduler import due
+    from sidecar.jobs.scheduler import enqueue_due
+    from sidecar.replicate.schedules import replication_schedules
 
     sync(RULES.replace("  - {name: nightly, dest_registry: spare}",
                        "  - {name: nightly, dest_registry: spare, trigger: {type: scheduled,\n"
                        "     trigger_settings: {cron: \"0 0 2 * * *\"}}}"))
-    [policy] = store.scheduled_policies()
-    first = scheduled_run(policy, 1_800_000_000.0)
-    assert first is not None
-    assert scheduled_run(policy, 1_800_000_000.0) is None, "another worker fired it already"
-    assert scheduled_run(policy, 1_800_086_400.0) is not None
-    view = runs.execution(first)
-    assert (view.trigger, view.operator) == ("SCHEDULE", "harbor-jobservice")
-    disabled = store.policy_named("nightly")
-    assert scheduled_run(type(disabled)(**{**vars(disabled), "enabled": False}), 1.0) is None
+    [schedule] = replication_schedules()
+    policy = store.policy_named("nightly")
+    assert (schedule.name, schedule.cron, schedule.kind) == (
+        f"replication:{policy.id}", "0 0 2 * * *", runs.EXECUTION_KIND)
+    assert schedule.payload["trigger"] == "SCHEDULE"
+    two_am = 1_800_000_000 - 1_800_000_000 % 86400 + 2 * 3600
+    pending = due([schedule], two_am + 30, grace=600)
+    assert enqueue_due(pending, two_am + 30) == 1
+    assert enqueue_due(pending, two_am + 31) == 0, "another worker fired it already"
+    [job] = Job.select().where(Job.kind == runs.EXECUTION_KIND)
+    assert job.operator == "harbor-jobservice"
+    runs.ensure_execution(job.id, policy.id, policy.name, "SCHEDULE", job.created_at)
+    runs.ensure_execution(job.id, policy.id, policy.name, "SCHEDULE", job.created_at)
+    [view] = runs.executions()[1]
+    assert (view.id, view.trigger, view.policy_id) == (job.id, "SCHEDULE", policy.id)
+    sync(RULES.replace("  - {name: nightly, dest_registry: spare}",
+                       "  - {name: nightly, dest_registry: spare, enabled: false, trigger:\n"
+                       "     {type: scheduled, trigger_settings: {cron: \"0 0 2 * * *\"}}}"))
+    assert replication_schedules() == [], "a disabled policy has no schedule (as Harbor)"

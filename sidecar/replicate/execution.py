@@ -66,6 +66,9 @@ class ExecutionHandler:
 
     def run(self, ctx: JobContext) -> Outcome:
         payload = ctx.payload
+        self._executor.run(runs.ensure_execution, ctx.job.id, int(payload["policy_id"]),
+                           str(payload.get("policy", "")), str(payload.get("trigger", "")),
+                           ctx.job.created_at)
         try:
             policy = self._executor.run(replication_store.policy, int(payload["policy_id"]))
             if policy is None:

@@ -1,11 +1,10 @@
-"""Runs someone asks for (Harbor's POST /replication/executions, `sidecar replicate`, and the
-scheduler), with Harbor's checks and words: 404 for a policy that does not exist, 412 for a
+"""Runs someone asks for (Harbor's POST /replication/executions, `sidecar replicate`, the UI),
+with Harbor's checks and words: 404 for a policy that does not exist, 412 for a
 disabled one."""
 
 from __future__ import annotations
 
 from sidecar.events.replication import TRIGGER_MANUAL
-from sidecar.events.replication import TRIGGER_SCHEDULE
 from sidecar.store import replication as replication_store
 from sidecar.store import replication_runs as runs
 from sidecar.store.replication import PolicyView
@@ -42,24 +41,3 @@ def start_run(reference: str | int, *, operator: str, host: str = "",
         raise RunRefused(412, "PRECONDITION", f"the policy {policy.id} is disabled")
     return runs.start_execution(policy, trigger, operator=operator, host=host, key=key)
 
-
-#: the operator Harbor's scheduler names on the executions it starts
-SCHEDULER = "harbor-jobservice"
-
-
-def scheduled_run(policy: PolicyView, fire_time: float) -> int | None:
-    """One execution of a scheduled policy for one fire time: what the scheduler calls.
-
-    The key (policy name + fire time) makes it one run across workers and sidecars; a second
-    call for the same fire time returns None. A disabled policy gets no run (Harbor removes
-    its schedule).
-
-    TODO(scheduler): called by nothing yet. sidecar/jobs/scheduler.py (with the cron parser
-    of sidecar/rules/cron.py, on the retention-prep branch) is not on main; once it is, it
-    calls this at each fire time of every `store.replication.scheduled_policies()` entry's
-    `cron`. The cron is already validated when the rules load (rules.replication).
-    """
-    if not policy.enabled:
-        return None
-    return runs.start_execution(policy, TRIGGER_SCHEDULE, operator=SCHEDULER,
-                                key=f"replication:{policy.name}:{int(fire_time)}")

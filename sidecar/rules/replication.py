@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.rules.cron import parse_cron
 from sidecar.rules.globs import glob_match
 from sidecar.rules.globs import glob_problem
 from sidecar.rules.policy import Problem
@@ -277,14 +278,9 @@ def cron_problem(cron: str) -> str | None:
     if len(cron.split()) != 6 or cron.startswith(("@", "TZ=", "CRON_TZ=")):
         return f"invalid cron string for scheduled trigger: {cron}"
     try:
-        from sidecar.rules import cron as cron_parser
-    except ImportError:  # TODO(scheduler): the parser arrives with the retention branch
-        cron_parser = None
-    if cron_parser is not None:
-        try:
-            cron_parser.parse_cron(cron)
-        except ValueError:
-            return f"invalid cron string for scheduled trigger: {cron}"
+        parse_cron(cron)
+    except ValueError:
+        return f"invalid cron string for scheduled trigger: {cron}"
     if fields[0] != "0":
         return "the 1st field (indicating Seconds of time) of the cron setting must be 0"
     if len(fields) > 1 and fields[1] == "*":

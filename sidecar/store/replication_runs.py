@@ -109,6 +109,14 @@ def start_execution(policy: PolicyView, trigger: str, *, operator: str, host: st
     return job_id
 
 
+def ensure_execution(execution_id: int, policy_id: int, policy_name: str, trigger: str,
+                     created_at: float) -> None:
+    """The row of an execution queued without one (by the scheduler); nothing if it exists."""
+    ReplicationExecution.insert(id=execution_id, policy=policy_id, policy_name=policy_name,
+                                trigger=trigger, created_at=created_at
+                                ).on_conflict_ignore().execute()
+
+
 def stop_execution(execution_id: int) -> bool:
     """Ask the execution and every unfinished task of it to stop; False if there is none."""
     now = clock.now()
