@@ -24,6 +24,7 @@ from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
+from sidecar.events.model import DELETE_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.jobs.lane import Lane
 from sidecar.jobs.runner import JobRunner
@@ -37,6 +38,11 @@ from sidecar.proxy.upstream import Upstream
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
+from sidecar.replicate.destinations import Destinations
+from sidecar.replicate.execution import ExecutionHandler
+from sidecar.replicate.schedules import replication_schedules
+from sidecar.replicate.task import TaskHandler
+from sidecar.replicate.trigger import event_replications
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 from sidecar.scan.job import ScanHandler
@@ -104,7 +110,7 @@ class Runtime:
         # adds each family's handler and schedules
         self.jobs = JobRunner(
             self.executor, (), record=self.recorder.write_now,
-            recorded=self.dispatcher.wake,
+            recorded=self.dispatcher.wake, enqueued=lambda: self.job_lane.wake(),
             settings=RunnerSettings(lease=settings.job_lease_seconds,
                                     backoff=settings.job_backoff_seconds,
                                     backoff_max=settings.job_backoff_max_seconds))
@@ -270,6 +276,20 @@ def add_scanning(runtime: Runtime) -> None:
     runtime.recorder.add_trigger({PUSH_ARTIFACT}, auto_scans, started=runtime.job_lane.wake)
 
 
+def add_replication(runtime: Runtime) -> None:
+    """Replication: executions (planning) and their tasks (copies, deletions), started by
+    pushes and deletes matching event-based policies, by the schedules of scheduled ones, and
+    by the API, the UI and the CLI."""
+    destinations = Destinations()
+    runtime.jobs.add(ExecutionHandler(runtime.executor, runtime.registry, destinations))
+    runtime.jobs.add(TaskHandler(runtime.executor, runtime.registry, destinations,
+                                 observe=metrics.observe_replication_task,
+                                 observe_bytes=metrics.observe_replicated_bytes))
+    runtime.recorder.add_trigger({PUSH_ARTIFACT, DELETE_ARTIFACT}, event_replications,
+                                 started=runtime.job_lane.wake)
+    runtime.scheduler.add(replication_schedules)
+
+
 def create_app(settings: Settings, start: bool = True,
                preloaded: PreloadedRules | None = None) -> tuple[SidecarApp, Runtime]:
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
@@ -291,6 +311,7 @@ def create_app(settings: Settings, start: bool = True,
                             project=settings.chart_project,
                             inspect_limit=settings.chart_inspect_bytes,
                             observe=metrics.observe_request)
+    add_replication(runtime)
     app = SidecarApp(create_flask(runtime), proxy, charts)
     if start:
         runtime.start()

@@ -38,6 +38,11 @@ DELIVERY_ATTEMPTS = Counter(
 SCANS = Counter("sidecar_scans",
                 "Scans by how they ended: completed, failed, stopped, skipped (not scannable)",
                 ["outcome"])
+REPLICATION_TASKS = Counter(
+    "sidecar_replication_tasks",
+    "Replication tasks by how they ended: succeeded, failed, stopped", ["outcome"])
+REPLICATED_BYTES = Counter("sidecar_replication_bytes",
+                           "Bytes of blobs replication uploaded to destination registries")
 DELIVERY_LATENCY = Histogram(
     "sidecar_delivery_duration_seconds", "Time one webhook send attempt took, answer or not",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
@@ -74,6 +79,14 @@ def observe_attempt(outcome: str, seconds: float) -> None:
 def observe_scan(outcome: str) -> None:
     """The scan handler's callback when a scan ends."""
     SCANS.labels(outcome).inc()
+def observe_replication_task(outcome: str) -> None:
+    """The replication task handler's callback when a task ends."""
+    REPLICATION_TASKS.labels(outcome).inc()
+
+
+def observe_replicated_bytes(count: int) -> None:
+    """Called as each blob reaches a destination (mounted and skipped blobs count 0)."""
+    REPLICATED_BYTES.inc(count)
 
 
 class StoreCollector(Collector):

@@ -7,6 +7,8 @@ of them (its model classes under strict Jackson). Every failure names its rule, 
 test says which receiver would break.
 R1-R6 are the TAG_RETENTION body as a Go decoder of Harbor's `Retention` struct
 (src/controller/event/model/event.go) reads it: no surveyed receiver handles that event.
+RP1-RP6 are Harbor's REPLICATION struct as a strict decoder of it (Go's json with
+DisallowUnknownFields, a Jackson model) would read it.
 
     assert_harbor_compatible(payload, host="harbor.example.com")
     assert_request_compatible("POST", url, headers, body, address=url, auth_header="s3cret")
@@ -34,6 +36,20 @@ HARBOR_EVENT_TYPES = frozenset({
 })
 ARTIFACT_EVENT_TYPES = frozenset({"PUSH_ARTIFACT", "PULL_ARTIFACT", "DELETE_ARTIFACT"})
 SCAN_EVENT_TYPES = frozenset({"SCANNING_COMPLETED", "SCANNING_FAILED", "SCANNING_STOPPED"})
+#: Harbor's Replication, ReplicationResource and ArtifactInfo structs: key -> JSON type
+REPLICATION_KEYS = {
+    "harbor_hostname": str, "job_status": str, "description": str, "artifact_type": str,
+    "authentication_type": str, "override_mode": bool, "trigger_type": str,
+    "policy_creator": str, "execution_timestamp": int, "src_resource": dict,
+    "dest_resource": dict, "successful_artifact": list, "failed_artifact": list,
+    "execution_id": int, "task_id": int,
+}
+REPLICATION_RESOURCE_KEYS = frozenset({"registry_name", "registry_type", "endpoint", "provider",
+                                       "namespace"})
+ARTIFACT_INFO_KEYS = frozenset({"type", "status", "name_tag", "references", "fail_reason"})
+#: jobservice's status names, the task statuses a REPLICATION event reports
+JOB_STATUSES = frozenset({"Pending", "Scheduled", "Running", "Stopped", "Error", "Success"})
+TRIGGER_TYPES = frozenset({"MANUAL", "SCHEDULE", "EVENT"})
 #: Jenkins' NativeReportSummary properties, and the values of its two enums.
 SUMMARY_KEYS = frozenset({"report_id", "scan_status", "severity", "duration", "summary",
                           "start_time", "end_time", "scanner", "complete_percent"})
@@ -132,7 +148,57 @@ def assert_harbor_compatible(payload: Mapping[str, Any] | bytes | str,
         _check_scan(resources, repository)
     if payload["type"] == "TAG_RETENTION":
         _check_retention(data)
+    if payload["type"] == "REPLICATION":
+        _check_replication(data)
 
+
+def _check_replication(data: Mapping[str, Any]) -> None:
+    _check(set(data) == {"replication"}, "RP1", f"a REPLICATION event_data holds only "
+           f"replication, got {sorted(data)}")
+    replication = data["replication"]
+    _check(isinstance(replication, Mapping), "RP1", "replication must be an object")
+    extra = set(replication) - set(REPLICATION_KEYS)
+    _check(not extra, "RP2", f"replication keys outside Harbor's struct: {sorted(extra)}")
+    for key, kind in REPLICATION_KEYS.items():
+        if key not in replication:
+            continue
+        value = replication[key]
+        right = _is_int(value) if kind is int else isinstance(value, kind)
+        _check(right, "RP2", f"{key} must be a {kind.__name__}, got {value!r}")
+        # omitempty: Go never writes "", 0, false or an empty list for these
+        _check(value not in ("", 0, False) and value != [], "RP2",
+               f"{key} is omitempty in Harbor's struct: an empty {key} is left out")
+    status = replication.get("job_status")
+    _check(status in JOB_STATUSES, "RP3", f"job_status {status!r} is not a jobservice status")
+    trigger = replication.get("trigger_type")
+    _check(trigger is None or trigger in TRIGGER_TYPES, "RP3",
+           f"trigger_type {trigger!r} is not MANUAL, SCHEDULE or EVENT")
+    for key in ("src_resource", "dest_resource"):
+        resource = replication.get(key)
+        if resource is None:
+            continue
+        extra = set(resource) - REPLICATION_RESOURCE_KEYS
+        _check(not extra, "RP4", f"{key} keys outside ReplicationResource: {sorted(extra)}")
+        _check(isinstance(resource.get("registry_type"), str)
+               and isinstance(resource.get("endpoint"), str), "RP4",
+               f"{key} always has registry_type and endpoint (not omitempty)")
+        _check(all(isinstance(v, str) and v != "" for k, v in resource.items()
+                   if k not in ("registry_type", "endpoint")), "RP4",
+               f"{key}: registry_name, provider and namespace are omitempty strings")
+    for key, wanted in (("successful_artifact", "Success"), ("failed_artifact", "Error")):
+        items = replication.get(key)
+        if items is None:
+            continue
+        _check(status == wanted, "RP5", f"{key} goes only with job_status {wanted}")
+        for item in items:
+            _check(isinstance(item, Mapping) and set(item) <= ARTIFACT_INFO_KEYS, "RP5",
+                   f"{key} items are ArtifactInfo objects, got {item!r}")
+            _check(all(isinstance(item.get(k), str) for k in ("type", "status", "name_tag")),
+                   "RP5", f"{key}: type, status and name_tag are strings")
+            references = item.get("references")
+            _check(isinstance(references, list)
+                   and all(isinstance(r, str) for r in references), "RP6",
+                   f"{key}: references is a list of strings (never null), got {references!r}")
 
 
 def _check_scan(resources: list, repository: Mapping[str, Any] | None) -> None:

@@ -32,6 +32,7 @@ ALLOWED = {
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules", "store", "jobs", "registry"},
     "retain": {"events", "rules"},
+    "replicate": {"events", "rules", "store", "jobs", "registry"},
     "redact": {"rules"},
     "timefmt": set(),
     "config": {"registry", "rules"},
@@ -39,17 +40,18 @@ ALLOWED = {
     # what the three audiences share: Basic auth, the global switch
     "api": {"store"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
-                   "redact", "timefmt", "scan"},
+                   "redact", "timefmt", "scan", "replicate"},
     "api.ops": {"api", "store", "redact", "timefmt", "metrics", "registry"},
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
-               "redact", "timefmt"},
+               "redact", "timefmt", "replicate"},
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
-            "dispatch.formats", "redact", "timefmt", "proxy", "serve", "registry", "scan"},
+            "dispatch.formats", "redact", "timefmt", "proxy", "serve", "registry", "scan",
+            "replicate"},
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "events", "jobs",
             "metrics",
             "preload",
-            "proxy", "record", "registry", "rules", "scan", "store"},
+            "proxy", "record", "registry", "replicate", "rules", "scan", "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
     "preload": {"config", "rules", "store"},
@@ -63,7 +65,8 @@ PURE = ("events", "dispatch.formats", "dispatch.render", "dispatch.retry", "disp
 #: pure modules inside packages that also do I/O, held to more: of the sidecar they import
 #: only the pure units above and each other
 PURE_MODULES = ("scan.spec", "scan.report", "scan.summary", "scan.plan", "rules.cron",
-                "rules.globs", "rules.retention", "retain.policy", "retain.activity")
+                "rules.globs", "rules.retention", "retain.policy", "retain.activity",
+                "replicate.plan", "replicate.throttle")
 IO_MODULES = {"socket", "requests", "urllib3", "gevent", "peewee", "flask", "subprocess"}
 
 

@@ -16,9 +16,11 @@ from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.record.recorder import build_records
 from sidecar.store import db as store_db
+from sidecar.store import jobs
 from sidecar.store.executor import Executor
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
+from sidecar.store.models import Job
 from sidecar.store.models import Policy
 from sidecar.store.models import Project
 from sidecar.store.policies import ProjectPolicies
@@ -195,3 +197,28 @@ def test_submit_from_many_threads_loses_nothing(store):
     finally:
         recorder.stop()
     assert Event.select().count() == 100
+
+
+def test_triggers_queue_jobs_with_the_batch_and_a_broken_one_loses_no_event(store):
+    triggered: list[int] = []
+    recorder = Recorder(Executor(), RecorderSettings(batch_interval=0.01))
+
+    def queue_a_job(batch) -> int:
+        return sum(jobs.enqueue("demo", {"occur_at": e.occur_at}) is not None for e in batch
+                   if e.type == PUSH_ARTIFACT)
+
+    def broken(batch) -> int:
+        jobs.enqueue("half-done", {})  # rolled back with its savepoint
+        raise RuntimeError("a bug in a trigger")
+
+    recorder.add_trigger({PUSH_ARTIFACT}, broken)
+    recorder.add_trigger({PUSH_ARTIFACT}, queue_a_job, started=triggered.append)
+    recorder.start()
+    try:
+        recorder.submit([event(n=1), event(PULL_ARTIFACT, n=2)])
+        wait_until(lambda: recorder.recorded == 2)
+    finally:
+        recorder.stop()
+    assert Event.select().count() == 2, "every event recorded, the broken trigger aside"
+    assert [j.kind for j in Job.select()] == ["demo"]
+    assert triggered == [1]

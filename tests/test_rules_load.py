@@ -291,7 +291,8 @@ projects:
             auth: Bearer x
 """
     assert problems(text) == [
-        f"{SOURCE}:1: unknown top-level key 'project' (expected 'projects' or 'scanners')",
+        f"{SOURCE}:1: unknown top-level key 'project' (expected 'projects' or 'scanners' or "
+        "'registries' or 'replication')",
         f"{SOURCE}:5: unknown key 'pubic' in project",
         f"{SOURCE}:8: unknown key 'event_type' in webhook policy",
         f"{SOURCE}:12: unknown key 'auth' in target",

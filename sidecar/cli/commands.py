@@ -10,6 +10,7 @@ import sys
 
 from sidecar import __version__
 from sidecar.cli import endpoint_check
+from sidecar.cli import replicate_command
 from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
 from sidecar.config import Settings
@@ -85,8 +86,10 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
         return 1
     policies = sum(len(p.policies) for p in rules.projects)
     scanners = f", {len(rules.scanners)} scanners" if rules.scanners else ""
+    replication = (f", {len(rules.registries)} registries, {len(rules.replication)} "
+                   "replication policies") if rules.registries or rules.replication else ""
     print(f"{args.file}: OK, {len(rules.projects)} projects, {policies} webhook policies"
-          f"{scanners}")
+          f"{scanners}{replication}")
     return 0
 
 
@@ -241,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_rules)
     endpoint_check.add_parser(sub)
     scan_command.add_parser(sub)
+    replicate_command.add_parser(sub)
 
     status = sub.add_parser("status", help="upstream, queue, endpoints, policies, deliveries")
     status.add_argument("--url", help="a running sidecar, e.g. http://127.0.0.1:8080 "

@@ -15,6 +15,8 @@ from sidecar.events.payload import artifact_payload
 from sidecar.events.payload import chart_payload
 from sidecar.events.quota import QuotaEvent
 from sidecar.events.quota import quota_payload
+from sidecar.events.replication import ReplicationEvent
+from sidecar.events.replication import replication_payload
 from sidecar.events.retention import TagRetentionEvent
 from sidecar.events.retention import retention_payload
 from sidecar.events.scan import ScanEvent
@@ -29,6 +31,7 @@ PAYLOAD_BUILDERS: dict[type, Callable[..., dict[str, Any]]] = {
     ScanEvent: scan_payload,
     QuotaEvent: quota_payload,
     TagRetentionEvent: retention_payload,
+    ReplicationEvent: replication_payload,
 }
 
 

@@ -112,7 +112,10 @@ class JobContext:
 
     def enqueue(self, kind: str, payload: dict[str, Any], **options: Any) -> int | None:
         """Queue another job (a run's tasks); see store.jobs.enqueue."""
-        return self.runner.executor.run(job_store.enqueue, kind, payload, **options)
+        job_id = self.runner.executor.run(job_store.enqueue, kind, payload, **options)
+        if job_id is not None:
+            self.runner.enqueued()  # committed: this process's lane may claim it now
+        return job_id
 
     def stop_requested(self) -> bool:
         """Whether someone asked this job to stop (read at most once a second)."""
@@ -139,11 +142,13 @@ class JobRunner:
 
     def __init__(self, executor: Executor, handlers: Iterable[JobHandler],
                  record: RecordEvents, settings: RunnerSettings = RunnerSettings(),
-                 recorded: Callable[[int], None] = lambda n: None):
+                 recorded: Callable[[int], None] = lambda n: None,
+                 enqueued: Callable[[], None] = lambda: None):
         self.executor = executor
         self.handlers = {handler.kind: handler for handler in handlers}
         self.record = record
         self.recorded = recorded  # after a commit that made deliveries: wake the dispatcher
+        self.enqueued = enqueued  # after a job queued another: wake the job lane
         self.settings = settings
         self.queue: JobQueue = job_store.queue_for(self.handlers)
 

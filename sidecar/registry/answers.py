@@ -40,6 +40,8 @@ def where(url: str) -> str:
 def reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "too many redirects (a redirect loop?)"
     text = str(exc)
     tls = _TLS_REASON.search(text)
     if tls:

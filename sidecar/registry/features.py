@@ -17,7 +17,8 @@ OWN_ACCESS: tuple[tuple[str, str], ...] = (
      "anonymous: the sidecar reads what it scans, and scanner adapters pull it, without "
      "authorization, so private repositories fail their scans"),
     ("quota recalculation (upcoming)", "anonymous: private repositories cannot be measured"),
-    ("replication source reads (upcoming)", "anonymous: private repositories cannot be read"),
+    ("replication source reads", "anonymous: private repositories cannot be replicated, and "
+     "manual runs cannot list the catalog of a registry that wants credentials"),
     ("retention (upcoming)", "anonymous: cannot list the catalog or delete on a registry "
                              "that wants credentials"),
 )

@@ -20,6 +20,10 @@ from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
 from sidecar.rules.quota import QuotaRule
 from sidecar.rules.quota import parse_quota
+from sidecar.rules.registries import Registry
+from sidecar.rules.registries import parse_registries
+from sidecar.rules.replication import ReplicationPolicy
+from sidecar.rules.replication import parse_replication
 from sidecar.rules.retention import RetentionPolicy
 from sidecar.rules.retention import parse_retention
 from sidecar.rules.scanners import PROJECT_SCAN_KEYS
@@ -28,7 +32,7 @@ from sidecar.rules.scanners import parse_project_scanning
 from sidecar.rules.scanners import parse_scanners
 
 PROJECT_KEYS = ("name", "public", "webhooks", "quota", *PROJECT_SCAN_KEYS, "retention")
-TOP_LEVEL_KEYS = ("projects", "scanners")
+TOP_LEVEL_KEYS = ("projects", "scanners", "registries", "replication")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -48,6 +52,8 @@ class Rules:
     projects: tuple[Project, ...]
     source: str = ""
     scanners: tuple[Scanner, ...] = ()
+    registries: tuple[Registry, ...] = ()
+    replication: tuple[ReplicationPolicy, ...] = ()
 
     def project(self, name: str) -> Project | None:
         for project in self.projects:
@@ -185,6 +191,9 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
             expected = " or ".join(f"'{k}'" for k in TOP_LEVEL_KEYS)
             report((key,), f"unknown top-level key '{key}' (expected {expected})")
     scanners = _scanners(root, environ, report)
+    registries = _section(root, "registries", environ, report, parse_registries)
+    replication = _section(root, "replication", environ, report,
+                           lambda raw: parse_replication(raw, registries))
     raw_projects = root.get("projects") or []
     if not isinstance(raw_projects, list):
         report(("projects",), "'projects' must be a list")
@@ -249,7 +258,8 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
                                     quota=quota, retention=retention))
     if problems:
         raise RulesError(problems)
-    return Rules(projects=tuple(projects), source=source, scanners=scanners or ())
+    return Rules(projects=tuple(projects), source=source, scanners=scanners or (),
+                 registries=registries or (), replication=replication or ())
 
 
 def _scanners(root: Any, environ: Mapping[str, str], report) -> tuple[Scanner, ...] | None:
@@ -280,6 +290,24 @@ def _quota(raw: Any, base: tuple[str | int, ...], environ: Mapping[str, str],
     for problem in found:
         report((*base, "quota", *problem.path), problem.message)
     return quota
+
+
+def _section(root: Any, key: str, environ: Mapping[str, str], report, parse
+             ) -> tuple[Any, ...] | None:
+    """A list section whose items remember their line (registries, replication); None when
+    broken, so sections naming its items skip their name checks."""
+    expanded, missing = _expand_tree(root.get(key), environ)
+    for var, sub_path in missing:
+        report((key, *sub_path), f"environment variable {var} is not set")
+    items, found = parse(expanded)
+    unset = {tuple(sub_path) for _, sub_path in missing}
+    for problem in found:
+        if problem.path not in unset:
+            report((key, *problem.path), problem.message)
+    if found or missing:
+        return None
+    return tuple(dataclasses.replace(item, line=_line_of(root, (key, i)))
+                 for i, item in enumerate(items))
 
 
 def _with_line(policy: Policy, line: int) -> Policy:

@@ -38,6 +38,7 @@ from sidecar.store.models import Scanner
 from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 from sidecar.store.quota_models import migrate_quota
+from sidecar.store.replication_models import REPLICATION_MODELS
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -56,6 +57,7 @@ MIGRATIONS: tuple = (
     lambda db: db.create_tables(MODELS, safe=True),  # the job table
     lambda db: migrate_quota(db),
     lambda db: _add_scanning(db),
+    lambda db: db.create_tables(REPLICATION_MODELS, safe=True),  # registries, policies, runs
 )
 
 

@@ -18,6 +18,7 @@ from sidecar.store.models import Project
 from sidecar.store.models import Repository
 from sidecar.store.models import Setting
 from sidecar.store.models import database
+from sidecar.store.replication import sync_replication
 from sidecar.store.scans import sync_scanners
 
 RULES = "rules"
@@ -38,6 +39,7 @@ class SyncResult:
     policies_changed: int = 0
     policies_deleted: int = 0
     scanners_changed: int = 0
+    replication_changed: int = 0  # registries and replication policies
 
     @property
     def changed(self) -> bool:
@@ -50,7 +52,8 @@ class SyncResult:
             ("projects added", self.projects_added), ("projects changed", self.projects_changed),
             ("policies added", self.policies_added), ("policies changed", self.policies_changed),
             ("policies deleted", self.policies_deleted),
-            ("scanners changed", self.scanners_changed)) if n]
+            ("scanners changed", self.scanners_changed),
+            ("replication registries/policies changed", self.replication_changed)) if n]
         return ", ".join(parts)
 
 
@@ -171,6 +174,7 @@ def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
                 result.policies_changed += 1
         result.policies_added = len(added)
         result.policies_deleted = len(gone)
+        result.replication_changed = sync_replication(rules.registries, rules.replication, now)
     return result
 
 

@@ -114,3 +114,33 @@ def make_image(directory: Path, tag: str = "v1", layers: int = 2, layer_size: in
     })
     index_path.write_text(json.dumps(index))
     return manifest_digest
+
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def make_index(directory: Path, tag: str = "v1", platforms: tuple[str, ...] = ("amd64", "arm64"),
+               layer_size: int = 16 * 1024) -> tuple[str, list[str]]:
+    """An OCI layout whose `tag` is an index of one image per platform (each its own
+    layers); returns (index digest, child digests). Push it with `skopeo copy --all`."""
+    blobs = directory / "blobs" / "sha256"
+    entries, children = [], []
+    for number, arch in enumerate(platforms):
+        part = directory.parent / f"{directory.name}-{arch}-{number}"
+        digest = make_image(part, tag="child", layers=2, layer_size=layer_size)
+        blobs.mkdir(parents=True, exist_ok=True)
+        for blob in (part / "blobs" / "sha256").iterdir():
+            (blobs / blob.name).write_bytes(blob.read_bytes())
+        size = (blobs / digest.split(":")[1]).stat().st_size
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                        "platform": {"architecture": arch, "os": "linux"}})
+        children.append(digest)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
+                       sort_keys=True).encode()
+    digest, size = _write_bytes(blobs, index)
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_INDEX, "digest": digest, "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    return digest, children

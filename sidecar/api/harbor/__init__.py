@@ -1,5 +1,5 @@
-"""Harbor's v2.0 REST API for webhook policies, their history, projects, the global switch and
-artifact scans.
+"""Harbor's v2.0 REST API for webhook policies, their history, projects, the global switch,
+artifact scans, and registries and replication (policies, executions, tasks).
 
 Same paths, bodies, status codes, headers and messages as Harbor, so scripts, Harbor's API
 clients and the Terraform provider work unchanged. One module per resource; `blueprint` holds
@@ -20,7 +20,9 @@ from sidecar.api.harbor import executions as executions
 from sidecar.api.harbor import policies as policies
 from sidecar.api.harbor import policy_probe as policy_probe
 from sidecar.api.harbor import projects as projects
+from sidecar.api.harbor import registries as registries
+from sidecar.api.harbor import replication as replication
 from sidecar.api.harbor.blueprint import bp as bp
 
 __all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_probe",
-           "projects"]
+           "projects", "registries", "replication"]

@@ -20,6 +20,7 @@ from sidecar import timefmt
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
+from sidecar.store import replication_runs
 from sidecar.store.scans import status_section as scans_status
 from sidecar.store.status_report import status_report
 
@@ -61,6 +62,7 @@ def status():
     body["notification_enable"] = runtime.executor.run(runtime.notifications_enabled)
     body["registry_credential"] = credential_report(runtime.registry.has_credential)
     body["scans"] = runtime.executor.run(scans_status)
+    body["replication"] = runtime.executor.run(replication_runs.report)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:
