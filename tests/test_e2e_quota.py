@@ -335,3 +335,33 @@ def test_garbage_upload_requests_pass_through_and_never_corrupt_usage(
     row = quota.settled(sidecar.database, project)
     assert row["used"] == before
     assert _quota_events(sidecar) == []
+
+
+def test_recalculation_reads_a_private_registry_with_the_sidecars_credential(
+        token_registry_factory, sidecar_factory, receiver, image):
+    from tests.support.tokens import Account
+
+    passwords = {"pusher": uuid.uuid4().hex, "bot": uuid.uuid4().hex}
+    registry = token_registry_factory({
+        "pusher": Account(passwords["pusher"], {"repository:priv/*": ["pull", "push"]}),
+        "bot": Account(passwords["bot"], {"repository:*": ["pull"],
+                                          "registry:catalog": ["*"]}),
+    })
+    layout, _ = image(layers=2, layer_size=100 * KIB)
+    clients.push(layout, "v1", f"{registry.netloc}/priv/app:v1",
+                 creds=f"pusher:{passwords['pusher']}")
+    rules = _rules("priv", receiver.url, storage="10MiB")
+
+    credential = {"sidecar": {"registry_credential": {
+        "username": "bot", "password": "${BOT_PASSWORD}"}}}
+    with_it = sidecar_factory(rules, upstream=registry.url, config=credential,
+                              env={"BOT_PASSWORD": passwords["bot"]})
+    assert quota.settled(with_it.database, "priv")["used"] == quota.size_of(layout)
+
+    without = sidecar_factory(rules, upstream=registry.url)
+    done = quota.recalc(without.database, "priv")
+    assert done.returncode == 1 and "recalculation failed" in done.stderr, done.stderr
+    assert "registry_credential" in done.stderr
+    row = quota.settled(without.database, "priv")
+    assert (row["used"], row["recalculating"]) == (0, False)  # the last known figure stays
+    assert passwords["bot"] not in with_it.log() + without.log()

@@ -43,7 +43,7 @@ ALLOWED = {
     "api": {"store"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
                    "redact", "timefmt", "scan", "replicate"},
-    "api.ops": {"api", "store", "redact", "timefmt", "metrics", "registry"},
+    "api.ops": {"api", "events", "store", "redact", "timefmt", "metrics", "registry"},
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt", "replicate"},

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.events.quota import display_size
-
 BAR_WIDTH = 20
 
 
@@ -39,14 +37,6 @@ def add_parser(sub, store_args: Callable[[argparse.ArgumentParser], None],
     recalc.set_defaults(func=lambda args: cmd_recalc(args, open_store))
 
 
-def usage_row(usage: Any) -> dict[str, Any]:
-    """One project's quota as `--json` prints it."""
-    return {"project": usage.project, "used": usage.used, "limit": usage.hard,
-            "held": usage.reserved, "percent": usage.percent,
-            "warning_percent": usage.warning_percent, "warning_repeat": usage.warning_repeat,
-            "source": usage.source, "recalculating": usage.recalculating}
-
-
 def bar(percent: float | None, width: int = BAR_WIDTH) -> str:
     """`[#######-------------]`: a usage bar read at a glance (full past the limit)."""
     if percent is None:
@@ -62,13 +52,14 @@ def quota_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'PROJECT':<{name_width}}  {'USED':>10}  {'LIMIT':>10}  {'':{BAR_WIDTH + 2}}  "
              f"{'%':>4}  STATE"]
     for row in rows:
-        limit = "unlimited" if row["limit"] < 0 else display_size(row["limit"])
         percent = "" if row["percent"] is None else f"{row['percent']:.0f}"
-        state = "recalculating" if row["recalculating"] else ""
-        if row["percent"] is not None and row["percent"] >= row["warning_percent"]:
-            state = ", ".join(filter(None, [state, f"over {row['warning_percent']}%"]))
-        lines.append(f"{row['project']:<{name_width}}  {display_size(row['used']):>10}  "
-                     f"{limit:>10}  {bar(row['percent'])}  {percent:>4}  {state}".rstrip())
+        state = {"warning": f"over {row['warning_percent']}%", "ok": ""}.get(row["state"],
+                                                                          row["state"])
+        if row["recalculating"]:
+            state = ", ".join(filter(None, [state, "recalculating"]))
+        lines.append(f"{row['project']:<{name_width}}  {row['used_text']:>10}  "
+                     f"{row['limit_text']:>10}  {bar(row['percent'])}  {percent:>4}  "
+                     f"{state}".rstrip())
     return "\n".join(lines)
 
 
@@ -76,9 +67,10 @@ def cmd_quota(args: argparse.Namespace, open_store: Callable[[argparse.Namespace
               ) -> int:
     if not open_store(args):
         return 2
+    from sidecar.api.ops.report import quota_json
     from sidecar.store import quota_limits
 
-    rows = [usage_row(usage) for usage in quota_limits.all_usage()]
+    rows = [quota_json(usage) for usage in quota_limits.all_usage()]
     print(json.dumps(rows, indent=2) if args.json else quota_table(rows))
     return 0
 
@@ -87,6 +79,7 @@ def cmd_recalc(args: argparse.Namespace, open_store: Callable[[argparse.Namespac
                ) -> int:
     if not open_store(args):
         return 2
+    from sidecar.api.ops.report import quota_json
     from sidecar.store import jobs as job_store
     from sidecar.store import quota_limits
     from sidecar.store import quota_recalc
@@ -124,7 +117,7 @@ def cmd_recalc(args: argparse.Namespace, open_store: Callable[[argparse.Namespac
             time.sleep(0.5)
     failed = [project for project, job in ended.items()
               if job is None or job.status != "succeeded"]
-    rows = [usage_row(u) for u in quota_limits.all_usage() if u.project in ended]
+    rows = [quota_json(u) for u in quota_limits.all_usage() if u.project in ended]
     if args.json:
         print(json.dumps({"usage": rows, "pending": sorted(pending.values()),
                           "failed": {p: (ended[p].last_error if ended[p] else "gone")
