@@ -1,4 +1,5 @@
-"""What a blob upload request says: its route, and how many bytes a session already holds. Pure.
+"""What a blob upload request says: its route, its upload URL's state, how many bytes its session
+holds. Pure.
 
 The quota gate needs a blob's size before the registry completes the upload. A final
 `PUT ...?digest=` carries only the last piece (often nothing): the rest went in PATCHes whose
@@ -8,6 +9,9 @@ The quota gate needs a blob's size before the registry completes the upload. A f
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 from sidecar.events.infer import NAME_PATTERN
 
@@ -51,3 +55,27 @@ def session_bytes(range_header: str | None, *, sent_body: bool = False) -> int |
 def is_size(value: str | None) -> bool:
     """A Content-Length as a request sends it: digits only (no sign, no spaces inside)."""
     return bool(value) and value.isascii() and value.isdigit() and len(value) <= 19
+
+
+def upload_state(params: Mapping[str, list[str]]) -> str:
+    """An upload URL's state: its query parameters (distribution's signed `_state`) but the
+    final PUT's `digest`, in one order, so the URL a registry handed out and the one the client
+    came back to compare equal."""
+    return "&".join(f"{key}={value}" for key in sorted(params) if key != "digest"
+                    for value in params[key])
+
+
+def state_of(answer: Mapping[str, str]) -> str:
+    """The state of the upload URL a registry's answer hands the client (`Location`)."""
+    query = urlsplit(answer.get("Location") or "").query
+    return upload_state(parse_qs(query)) if query else ""
+
+
+def session_of(answer: Mapping[str, str], repository: str) -> str:
+    """The upload session a 202 started: Docker-Upload-UUID, else the Location's last part."""
+    found = answer.get("Docker-Upload-UUID")
+    if found:
+        return found
+    location = answer.get("Location") or ""
+    route = upload_route(urlsplit(location).path) if location else None
+    return route[1] if route is not None and route[0] == repository else ""

@@ -36,7 +36,6 @@ from typing import Any
 from typing import Protocol
 from urllib.parse import parse_qs
 from urllib.parse import quote
-from urllib.parse import urlsplit
 
 import urllib3
 
@@ -51,7 +50,10 @@ from sidecar.events.quota import manifest_refs
 from sidecar.events.uploads import is_size
 from sidecar.events.uploads import project_of
 from sidecar.events.uploads import session_bytes
+from sidecar.events.uploads import session_of
+from sidecar.events.uploads import state_of
 from sidecar.events.uploads import upload_route
+from sidecar.events.uploads import upload_state
 from sidecar.proxy.headers import lookup_headers
 from sidecar.proxy.upstream import Upstream
 
@@ -191,7 +193,7 @@ class QuotaGate:
             def patched(status: int | None, answer: Mapping[str, str]) -> None:
                 held = session_bytes(answer.get("Range"), sent_body=sent)
                 if status == 202 and held is not None:
-                    self.sessions.set(repository, session, _state_of(answer), held)
+                    self.sessions.set(repository, session, state_of(answer), held)
             return Ticket(body, chunked, then=patched)
         if method == "PUT" and "digest" in params:
             return self._finish(repository, session, path, query, params, headers, body,
@@ -218,9 +220,9 @@ class QuotaGate:
     def _started(self, repository: str) -> Callable[[int | None, Mapping[str, str]], None]:
         def then(status: int | None, answer: Mapping[str, str]) -> None:
             if status == 202:
-                session = _session_of(answer, repository)
+                session = session_of(answer, repository)
                 if session:
-                    self.sessions.set(repository, session, _state_of(answer), 0)
+                    self.sessions.set(repository, session, state_of(answer), 0)
         return then
 
     def _finish(self, repository: str, session: str, path: str, query: str,
@@ -234,7 +236,7 @@ class QuotaGate:
         length = _header(headers, "Content-Length") or "0"
         if not digest or not is_digest(digest) or chunked or not is_size(length):
             return Ticket(body, chunked, then=forget)  # refused by the registry, or unsized
-        held = self.sessions.get(repository, session, _state(params))
+        held = self.sessions.get(repository, session, upload_state(params))
         if held is None:
             held = self._ask_session(path, query, headers)
         if held is None:
@@ -389,26 +391,3 @@ def _context(headers: Mapping[str, str], tag: str = "") -> dict[str, str]:
     """Who pushed, for the events a push may cause (QUOTA_EXCEED now, QUOTA_WARNING later)."""
     return {"operator": operator_from_authorization(_header(headers, "Authorization")),
             "request_id": _header(headers, "X-Request-Id") or "", "tag": tag}
-
-
-def _state(params: dict[str, list[str]]) -> str:
-    """An upload URL's state: its query parameters but the final PUT's `digest`."""
-    return "&".join(f"{key}={value}" for key in sorted(params) if key != "digest"
-                    for value in params[key])
-
-
-def _state_of(answer: Mapping[str, str]) -> str:
-    """The state of the upload URL a registry's answer hands the client (`Location`)."""
-    location = answer.get("Location") or ""
-    query = urlsplit(location).query
-    return _state(parse_qs(query)) if query else ""
-
-
-def _session_of(answer: Mapping[str, str], repository: str) -> str:
-    """The upload session a 202 started: Docker-Upload-UUID, else the Location's last part."""
-    found = answer.get("Docker-Upload-UUID")
-    if found:
-        return found
-    location = answer.get("Location") or ""
-    route = upload_route(urlsplit(location).path) if location else None
-    return route[1] if route is not None and route[0] == repository else ""
