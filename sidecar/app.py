@@ -34,7 +34,10 @@ from sidecar.preload import PreloadedRules
 from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
 from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
+from sidecar.proxy.quota_gate import QuotaGate
 from sidecar.proxy.upstream import Upstream
+from sidecar.quota.book import QuotaBook
+from sidecar.quota.recalc import RecalcHandler
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
@@ -51,6 +54,7 @@ from sidecar.scan.trigger import auto_scans
 from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
+from sidecar.store import quota_recalc
 from sidecar.store import retention
 from sidecar.store.executor import Executor
 
@@ -65,7 +69,10 @@ def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
     """Parse and store a rules file; run on a database thread, so that parsing a large file
     never holds up the requests this worker is proxying."""
     rules = load_rules(path)
-    return rules, policy_store.sync_rules(rules)
+    with store_db.database.atomic():
+        changed = policy_store.sync_rules(rules)
+        quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
+    return rules, changed
 
 
 class Runtime:
@@ -122,6 +129,7 @@ class Runtime:
         self._rules_loaded_at: float | None = None
         self._rules_error = ""
         self._stopping = False
+        self.quota: QuotaBook | None = None  # storage quotas' books (create_app sets them)
 
     # -- rules -----------------------------------------------------------------------------
     def reload_rules(self) -> bool:
@@ -156,6 +164,8 @@ class Runtime:
         self._rules_error = ""
         self._rules_loaded_at = time.time()
         log.info("rules loaded from %s: %d projects (%s)", path, len(rules.projects), changed)
+        if self.quota is not None:
+            self.quota.refresh()  # a quota the file added is enforced from now on
         return True
 
     def rules_state(self) -> dict[str, Any]:
@@ -208,6 +218,8 @@ class Runtime:
             self.reload_rules()
         except Exception:
             log.exception("loading rules failed")
+        if self.quota is not None:
+            self.quota.start()
         self.recorder.start()
         self.dispatcher.start()
         if self.jobs.kinds:
@@ -222,6 +234,8 @@ class Runtime:
         if self.jobs.kinds:
             self.job_lane.stop(grace=5.0)  # a job cut short resumes from its checkpoint
         self.dispatcher.stop()
+        if self.quota is not None:
+            self.quota.stop()  # settles first: they may add QUOTA_WARNINGs to record
         self.recorder.stop()
 
 
@@ -290,6 +304,16 @@ def add_replication(runtime: Runtime) -> None:
     runtime.scheduler.add(replication_schedules)
 
 
+def add_quotas(runtime: Runtime, sink) -> QuotaGate:
+    """Storage quotas: the books the proxy's gate keeps (settles, QUOTA_WARNING, expired
+    holds) and the recalculation job; returns the gate for the proxy."""
+    runtime.jobs.add(RecalcHandler(runtime.registry))
+    runtime.quota = QuotaBook(runtime.executor, runtime.recorder.write_now,
+                              recorded=runtime.dispatcher.wake, observe=metrics.observe_events,
+                              refresh_seconds=runtime.settings.rules_poll_seconds)
+    return QuotaGate(runtime.quota, runtime.upstream, sink)
+
+
 def create_app(settings: Settings, start: bool = True,
                preloaded: PreloadedRules | None = None) -> tuple[SidecarApp, Runtime]:
     """Build a worker's application; `start` launches recorder, dispatcher and rules watcher."""
@@ -304,7 +328,8 @@ def create_app(settings: Settings, start: bool = True,
 
     proxy = ProxyApp(runtime.upstream, sink, observe=metrics.observe_request,
                      registry=runtime.registry,
-                     blob_redirect=settings.blob_redirect)
+                     blob_redirect=settings.blob_redirect,
+                     quota=add_quotas(runtime, sink))
     charts = None
     if runtime.chart_upstream is not None:
         charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,

@@ -90,7 +90,8 @@ def observe_replicated_bytes(count: int) -> None:
 
 
 class StoreCollector(Collector):
-    """Queue depth and deliveries by status, read through `read()` at scrape time."""
+    """Queue depth, deliveries by status and quota usage, read through `read()` at scrape
+    time."""
 
     def __init__(self, read: Callable[[], dict[str, Any]]):
         self._read = read
@@ -124,6 +125,17 @@ class StoreCollector(Collector):
             for status, count in numbers["scans"].items():
                 scans.add_metric([status], count)
             yield scans
+        used = GaugeMetricFamily("sidecar_quota_used_bytes",
+                                 "Storage a project with a quota uses (each blob once)",
+                                 labels=["project"])
+        limit = GaugeMetricFamily("sidecar_quota_limit_bytes",
+                                  "A project's storage limit in bytes (-1: unlimited)",
+                                  labels=["project"])
+        for project, used_bytes, limit_bytes in numbers.get("quotas", ()):
+            used.add_metric([project], used_bytes)
+            limit.add_metric([project], limit_bytes)
+        yield used
+        yield limit
 
 
 def multiprocess_dir() -> str | None:

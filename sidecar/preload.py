@@ -15,6 +15,7 @@ from sidecar.config import Settings
 from sidecar.rules.load import load_rules
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
+from sidecar.store import quota_recalc
 
 log = logging.getLogger("sidecar.app")
 
@@ -40,8 +41,9 @@ def preload_rules(settings: Settings) -> PreloadedRules | None:
         return None
     mtime = os.stat(settings.rules).st_mtime  # before reading: a later edit is seen as new
     rules = load_rules(settings.rules)
-    with store_db.database.connection_context():
+    with store_db.database.connection_context(), store_db.database.atomic():
         changed = policy_store.sync_rules(rules)
+        quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
     log.info("rules read from %s: %d projects (%s)", settings.rules, len(rules.projects),
              changed)
     return PreloadedRules(settings.rules, mtime, len(rules.projects), time.time())

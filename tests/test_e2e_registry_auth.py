@@ -260,7 +260,7 @@ def test_status_says_which_features_run_degraded_without_the_credential(
     assert report["configured"] is False
     assert [d["feature"] for d in report["degraded"]] == [
         "pre-delete lookups", "scanning",
-        "quota recalculation (upcoming)", "replication source reads",
+        "quota recalculation", "replication source reads",
         "retention (upcoming)"]
     page = _status_html(without)
     assert "No <code>sidecar.registry_credential</code> is set" in page

@@ -33,6 +33,8 @@ ALLOWED = {
     "scan": {"events", "rules", "store", "jobs", "registry"},
     "retain": {"events", "rules"},
     "replicate": {"events", "rules", "store", "jobs", "registry"},
+    # storage quotas: the books and the recalculation job (the gate is proxy's)
+    "quota": {"events", "rules", "store", "registry", "jobs"},
     "redact": {"rules"},
     "timefmt": set(),
     "config": {"registry", "rules"},
@@ -41,7 +43,7 @@ ALLOWED = {
     "api": {"store"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
                    "redact", "timefmt", "scan", "replicate"},
-    "api.ops": {"api", "store", "redact", "timefmt", "metrics", "registry"},
+    "api.ops": {"api", "events", "store", "redact", "timefmt", "metrics", "registry"},
     # a UI delivery row is the status page's (api.ops.report)
     "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
                "redact", "timefmt", "replicate"},
@@ -51,7 +53,7 @@ ALLOWED = {
     "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "events", "jobs",
             "metrics",
             "preload",
-            "proxy", "record", "registry", "replicate", "rules", "scan", "store"},
+            "proxy", "quota", "record", "registry", "replicate", "rules", "scan", "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
     "preload": {"config", "rules", "store"},

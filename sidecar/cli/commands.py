@@ -10,6 +10,7 @@ import sys
 
 from sidecar import __version__
 from sidecar.cli import endpoint_check
+from sidecar.cli import quota as quota_commands
 from sidecar.cli import replicate_command
 from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "DURATION (e.g. 10m, 2h, 1d)")
     _store_args(replay)
     replay.set_defaults(func=cmd_replay)
+
+    quota_commands.add_parser(sub, _store_args, _store_or_fail)  # storage quotas (issue 10)
     return parser
 
 

@@ -19,6 +19,8 @@ from sidecar.events.operator import operator_from_authorization
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+#: a repository name in distribution's grammar, for the other routes that carry one
+NAME_PATTERN = _NAME
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 # \Z, not $: "$" also matches before a trailing newline (a decoded %0A)

@@ -24,6 +24,7 @@ from sidecar.neterrors import errno_reason
 from sidecar.proxy.errors import registry_error
 from sidecar.proxy.headers import forwarded_headers
 from sidecar.proxy.headers import observed
+from sidecar.proxy.quota_gate import QuotaGate
 from sidecar.proxy.request import ProxyRequest
 from sidecar.proxy.stream import client_gone
 from sidecar.proxy.stream import relay
@@ -54,7 +55,8 @@ class ProxyApp:
 
     def __init__(self, upstream: Upstream, sink: Sink, index: TagIndex | None = None,
                  observe: Callable[[str, int], None] | None = None,
-                 registry: RegistryClient | None = None, blob_redirect: str = ""):
+                 registry: RegistryClient | None = None, blob_redirect: str = "",
+                 quota: QuotaGate | None = None):
         self.upstream = upstream
         #: registry root clients can reach: blob GETs are sent there (307), never proxied
         self.blob_redirect = blob_redirect.rstrip("/")
@@ -63,6 +65,7 @@ class ProxyApp:
         # the sidecar's own client for pre-delete lookups (anonymous when none is given)
         self.describer = Describer(registry or RegistryClient(upstream.url), self.index)
         self.observe = observe
+        self.quota = quota  # storage quotas (issue 10): refuses or holds pushes
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         """WSGI entry (the stock gunicorn worker, tests)."""
@@ -86,6 +89,16 @@ class ProxyApp:
         except ValueError:
             return _bad_request(start_response, "invalid Content-Length")
 
+        # -- quota gate (issue 10): refuse a push past its project's limit, hold what it adds
+        ticket = None if self.quota is None else self.quota.admit(
+            method, path, request.query, headers, body, chunked)
+        if ticket is not None:
+            if ticket.denied is not None:
+                self._observe(method, 403)
+                return ticket.refuse(start_response)
+            body, chunked = ticket.body, ticket.chunked
+        # -- end of the quota gate
+
         route = manifest_route(path)
         prior_tags: tuple[str, ...] = ()
         prior_size = None
@@ -105,6 +118,8 @@ class ProxyApp:
         try:
             response = self.upstream.request(method, target, headers, body=body, chunked=chunked)
         except urllib3.exceptions.HTTPError as exc:
+            if ticket is not None:
+                ticket.answered(None)  # quota gate: no answer, nothing added
             if client_gone(exc):
                 log.info("%s %s abandoned by the client mid-body", method, path)
                 return _bad_request(start_response, "request body incomplete")
@@ -118,6 +133,8 @@ class ProxyApp:
         self._observe(method, status)
 
         def done() -> None:
+            if ticket is not None:
+                ticket.answered(status, response.headers)  # quota gate: settle the hold
             if route is not None:
                 self._report(route, method, status, headers, response.headers,
                              prior_tags, prior_size, path,

@@ -16,7 +16,9 @@ OWN_ACCESS: tuple[tuple[str, str], ...] = (
     ("scanning",
      "anonymous: the sidecar reads what it scans, and scanner adapters pull it, without "
      "authorization, so private repositories fail their scans"),
-    ("quota recalculation (upcoming)", "anonymous: private repositories cannot be measured"),
+    ("quota recalculation", "anonymous: on a registry that wants credentials the catalog "
+                            "cannot be read, so recalculation fails and usage keeps its last "
+                            "figure"),
     ("replication source reads", "anonymous: private repositories cannot be replicated, and "
      "manual runs cannot list the catalog of a registry that wants credentials"),
     ("retention (upcoming)", "anonymous: cannot list the catalog or delete on a registry "

@@ -90,6 +90,18 @@ def parse_size(value: Any) -> int:
     return number
 
 
+def harbor_limit(value: int) -> int:
+    """A storage limit as Harbor's API takes it (lib.ValidateQuotaLimit): -1 (unlimited) or
+    1 byte to 1024 TiB; ValueError in Harbor's words otherwise."""
+    if value == UNLIMITED:
+        return value
+    if value <= 0:
+        raise ValueError(f"invalid non-positive value for quota limit, value={value}")
+    if value > MAX_STORAGE:
+        raise ValueError(f"exceeded 1024TB, which is {MAX_STORAGE} Bytes, value={value}")
+    return value
+
+
 def parse_percent(value: Any) -> int:
     """A warning threshold `85%` (or 85): a whole percent from 1 to 100."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):

@@ -93,6 +93,17 @@ def create_project(name: str, public: bool, now: float | None = None) -> int:
         raise Conflict(f"The project named {name} already exists") from exc
 
 
+def update_project(project_id: int, public: bool | None) -> None:
+    """PUT /projects/{p}: only projects created through the API."""
+    row = Project.get_or_none(Project.id == project_id)
+    if row is None:
+        raise NotFound(f"project {project_id} not found")
+    if row.source == RULES:
+        raise ReadOnly(f"project {row.name} is managed by the rules file; change it there")
+    if public is not None and public != row.public:
+        Project.update(public=public).where(Project.id == project_id).execute()
+
+
 def delete_project(project_id: int) -> None:
     """Only projects created through the API; their policies go with them."""
     row = Project.get_or_none(Project.id == project_id)

@@ -39,6 +39,11 @@ class Usage:
     created_at: float
     updated_at: float
 
+    @property
+    def percent(self) -> float | None:
+        """Used of the limit, in percent (one decimal); None when unlimited."""
+        return None if self.hard <= 0 else round(self.used * 100 / self.hard, 1)
+
 
 def _usage(row: Quota) -> Usage:
     return Usage(id=row.id, project=row.project, hard=row.hard, used=row.used,
@@ -89,6 +94,11 @@ def sync_rules(rules: Rules, now: float | None = None) -> list[str]:
     for name in gone:
         remove(name)
     return created
+
+
+def projects() -> list[str]:
+    """The projects with a quota (unlimited ones too: their usage is counted)."""
+    return [row.project for row in Quota.select(Quota.project)]
 
 
 def usage(project: str) -> Usage | None:

@@ -11,6 +11,8 @@ Deviations, each on purpose:
   manages them (RBAC-style, as Harbor answers what a user may not change).
 - One task per execution (one delivery per event x policy x target); task id = execution id.
 - The test endpoint Harbor removed is back, made safe (see dispatch/probe.py).
+- Quotas from the rules file are read-only, as its policies; PUT /projects/{p} honours
+  `storage_limit` (Harbor ignores it there).
 All database work runs through the runtime's executor, never on the event loop.
 """
 
@@ -20,9 +22,10 @@ from sidecar.api.harbor import executions as executions
 from sidecar.api.harbor import policies as policies
 from sidecar.api.harbor import policy_probe as policy_probe
 from sidecar.api.harbor import projects as projects
+from sidecar.api.harbor import quotas as quotas
 from sidecar.api.harbor import registries as registries
 from sidecar.api.harbor import replication as replication
 from sidecar.api.harbor.blueprint import bp as bp
 
 __all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_probe",
-           "projects", "registries", "replication"]
+           "projects", "quotas", "registries", "replication"]

@@ -1,4 +1,5 @@
-"""Projects: list (name, public), existence check, create, read, delete."""
+"""Projects: list (name, public), existence check, create, read, change, delete; a project's
+`storage_limit` is its quota (quotas.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
+from sidecar.api.harbor import quotas
 from sidecar.api.harbor import shapes
 from sidecar.api.harbor.blueprint import PREFIX
 from sidecar.api.harbor.blueprint import bp
@@ -22,6 +24,7 @@ from sidecar.api.harbor.params import query_bool
 from sidecar.api.harbor.params import unprocessable
 from sidecar.rules.policy import PROJECT_NAME
 from sidecar.store import policy_catalog as catalog
+from sidecar.store import quota_catalog
 
 
 @bp.get("/projects")
@@ -55,7 +58,9 @@ def create_project():
         raise bad_request("project name is not in lower case or contains illegal characters!")
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     public = parse_bool(metadata.get("public", raw.get("public", False))) or False
+    limit = quotas.project_limit(raw)
     new_id = db(catalog.create_project, name, public)
+    quotas.apply_project_limit(name, limit)  # every API project has a quota, as in Harbor
     return created(f"{PREFIX}/projects", new_id, name)
 
 
@@ -64,8 +69,28 @@ def get_project(ref: str):
     return jsonify(shapes.project_json(project(ref)))
 
 
+@bp.put("/projects/<ref>")
+def update_project(ref: str):
+    """Harbor's ProjectReq: `metadata.public`, and (unlike Harbor, which ignores it here)
+    `storage_limit`. Rules-file projects are read-only."""
+    found = project(ref)
+    raw = json_body(request.get_data(), "project")
+    if not isinstance(raw, dict):
+        raise bad_request("a project must be a JSON object")
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    public = parse_bool(metadata["public"]) if "public" in metadata else None
+    limit = quotas.project_limit(raw) if raw.get("storage_limit") is not None else None
+    db(catalog.update_project, found.id, public)
+    if limit is not None:
+        quotas.apply_project_limit(found.name, limit)
+    return empty()
+
+
 @bp.delete("/projects/<ref>")
 def delete_project(ref: str):
-    db(catalog.delete_project, project(ref).id)
+    found = project(ref)
+    db(catalog.delete_project, found.id)
+    db(quota_catalog.drop_project_quota, found.name)  # its quota goes with it
+    quotas.refresh_quotas()
     return empty()
 

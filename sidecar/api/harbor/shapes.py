@@ -19,6 +19,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.quota_catalog import QuotaView
 from sidecar.store.views import DeliveryView
 from sidecar.store.views import PolicyView
 from sidecar.store.views import ProjectView
@@ -73,6 +74,19 @@ def project_json(project: ProjectView) -> dict[str, Any]:
         "deleted": False,
         "repo_count": project.repo_count,
         "metadata": {"public": "true" if project.public else "false"},
+    }
+
+
+def quota_json(quota: QuotaView, single: bool = False) -> dict[str, Any]:
+    """Harbor's Quota model. As Harbor answers it, the single-quota GET has no update_time
+    (Go's zero time): only the list reads it from the usage row."""
+    return {
+        "id": quota.id,
+        "ref": {"id": quota.project_id, "name": quota.project, "owner_name": "admin"},
+        "hard": {"storage": quota.hard},
+        "used": {"storage": quota.used},
+        "creation_time": strfmt_time(quota.created_at),
+        "update_time": strfmt_time(None if single else quota.updated_at),
     }
 
 

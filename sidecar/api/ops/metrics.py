@@ -9,6 +9,7 @@ from flask import Response
 from flask import current_app
 
 from sidecar.metrics import exposition
+from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import counts as scan_counts
 from sidecar.store.status_report import queue_numbers
 
@@ -18,7 +19,8 @@ bp = Blueprint("metrics", __name__, url_prefix="/sidecar")
 def _numbers() -> dict[str, Any]:
     numbers = queue_numbers()
     return {"deliveries": numbers.by_status, "depth": numbers.depth, "due_now": numbers.due_now,
-            "scans": scan_counts()}
+            "scans": scan_counts(),
+            "quotas": [(usage.project, usage.used, usage.hard) for usage in all_usage()]}
 
 
 @bp.get("/metrics")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.events.quota import display_size
 from sidecar.redact import public_target
 from sidecar.redact import scrub
 from sidecar.redact import secrets_of
 from sidecar.store.delivery_history import PolicyTriggers
 from sidecar.store.delivery_history import Replayed
 from sidecar.store.models import PENDING
+from sidecar.store.quota_limits import Usage
 from sidecar.store.status_report import EndpointHealth
 from sidecar.store.status_report import QueueNumbers
 from sidecar.store.status_report import StatusReport
@@ -98,6 +100,31 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "retrying": [delivery_json(d, True) for d in report.retrying],
         "recent": [delivery_json(d, True) for d in report.recent],
         "policies": [policy_triggers_json(p) for p in report.policies],
+    }
+
+
+def quota_json(usage: Usage) -> dict[str, Any]:
+    """A project's storage quota for operators: bytes, Harbor's display sizes and a state.
+
+    `state`: "full" at or past the limit, "warning" at or past the warning threshold, "ok"
+    otherwise ("unlimited" without a limit); `recalculating` while a rebuild from the
+    registry runs (enforcement uses the figure shown meanwhile).
+    """
+    if usage.hard < 0:
+        state = "unlimited"
+    elif usage.used >= usage.hard:
+        state = "full"
+    elif usage.used * 100 >= usage.hard * usage.warning_percent:
+        state = "warning"
+    else:
+        state = "ok"
+    return {
+        "project": usage.project, "used": usage.used, "limit": usage.hard,
+        "held": usage.reserved, "percent": usage.percent,
+        "warning_percent": usage.warning_percent, "warning_repeat": usage.warning_repeat,
+        "state": state, "recalculating": usage.recalculating, "source": usage.source,
+        "used_text": display_size(usage.used),
+        "limit_text": "unlimited" if usage.hard < 0 else display_size(usage.hard),
     }
 
 

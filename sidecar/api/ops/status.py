@@ -17,10 +17,12 @@ from flask import render_template
 from flask import request
 
 from sidecar import timefmt
+from sidecar.api.ops.report import quota_json
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
 from sidecar.store import replication_runs
+from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scans_status
 from sidecar.store.status_report import status_report
 
@@ -32,6 +34,11 @@ bp.add_app_template_filter(timefmt.ago, "ago")
 def collect_status(limit: int = 20) -> dict[str, Any]:
     """Everything /sidecar/status reports from the store (runs on a database thread)."""
     return status_json(status_report(limit))
+
+
+def quotas_status() -> list[dict[str, Any]]:
+    """Each project's storage quota: used, limit, state (runs on a database thread)."""
+    return [quota_json(usage) for usage in all_usage()]
 
 
 def wants_html() -> bool:
@@ -63,6 +70,7 @@ def status():
     body["registry_credential"] = credential_report(runtime.registry.has_credential)
     body["scans"] = runtime.executor.run(scans_status)
     body["replication"] = runtime.executor.run(replication_runs.report)
+    body["quotas"] = runtime.executor.run(quotas_status)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:

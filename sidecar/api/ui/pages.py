@@ -25,6 +25,7 @@ from flask import request
 from flask import url_for
 
 from sidecar import timefmt
+from sidecar.api.ops.report import quota_json
 from sidecar.api.runtime import on_db
 from sidecar.api.runtime import runtime as current_runtime
 from sidecar.api.switches import NOTIFICATION_ENABLE
@@ -46,6 +47,7 @@ from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
 from sidecar.store import policy_catalog as store
 from sidecar.store.models import FAILED
+from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scan_status
 from sidecar.store.views import Conflict
 from sidecar.store.views import NotFound
@@ -178,10 +180,15 @@ def index():
 
 # -- projects and their webhooks -----------------------------------------------------------
 
+def _projects_data() -> tuple[list[ProjectView], dict[str, dict[str, Any]]]:
+    _, rows = store.list_projects(Page(1, 0))
+    return rows, {usage.project: quota_json(usage) for usage in all_usage()}
+
+
 @bp.get("/projects")
 def projects():
-    _, rows = _db(store.list_projects, Page(1, 0))
-    return render_template("ui/projects.html", projects=rows)
+    rows, quotas = _db(_projects_data)
+    return render_template("ui/projects.html", projects=rows, quotas=quotas)
 
 
 def _project(project_id: int) -> ProjectView:
