@@ -41,8 +41,10 @@ from sidecar.store.quota_models import migrate_quota
 from sidecar.store.replication_models import REPLICATION_MODELS
 
 SQLITE_PRAGMAS = {
-    "journal_mode": "wal",
+    # first: the pragmas after it (journal_mode=wal takes a lock) then wait instead of failing
+    # with "database is locked" when several workers open a fresh file at once
     "busy_timeout": 10000,
+    "journal_mode": "wal",
     "synchronous": "normal",  # WAL + normal survives a killed process; fsync per commit is moot
     "foreign_keys": 1,
 }
