@@ -516,3 +516,44 @@ def test_harbors_python_client_scans_and_reads_the_overview(sidecar_factory, rec
     assert artifact.digest == digest
     summary = artifact.scan_overview.root[GENERIC_REPORT]
     assert (summary.scan_status, summary.summary.total) == ("Success", expected["total"])
+
+
+def test_scanner_registrations_read_through_harbors_api_and_refuse_changes(
+        sidecar_factory, receiver, adapter):
+    """harborapi reads the file's scanners, their adapter's metadata and a project's scanner;
+    the credential never comes back, and changes answer 403 (the file declares them)."""
+    harborapi = pytest.importorskip("harborapi")
+    scanner = adapter()
+    sidecar = sidecar_factory(scan_rules(receiver.url, scanner.url, auth="Bearer",
+                                         access_credential="adapter-secret-token"),
+                              config=scan_config())
+
+    async def script():
+        client = harborapi.HarborAsyncClient(url=f"{sidecar.url}/api/v2.0", username="admin",
+                                             secret="Harbor12345", validate=True)
+        listed = await client.get_scanners()
+        one = await client.get_scanner(listed[0].uuid)
+        metadata = await client.get_scanner_metadata(one.uuid)
+        chosen = await client.get_project_scanner("proj")
+        return listed, one, metadata, chosen
+
+    listed, one, metadata, chosen = asyncio.run(script())
+    assert [(s.name, str(s.url).rstrip("/"), s.is_default, s.auth) for s in listed] == \
+        [("sim", scanner.url, True, "Bearer")]
+    assert one.uuid == chosen.uuid == listed[0].uuid
+    assert metadata.scanner.name == SCANNER["name"]
+    assert metadata.capabilities and metadata.capabilities[0].consumes_mime_types
+
+    raw = api(sidecar, "GET", "/scanners")
+    assert raw.headers["X-Total-Count"] == "1"
+    assert "adapter-secret-token" not in raw.text
+    assert api(sidecar, "GET", "/scanners?name=nomatch").json() == []
+    assert api(sidecar, "GET", "/scanners/not-a-uuid").status_code == 404
+    for method, path in (("POST", "/scanners"), ("PUT", f"/scanners/{one.uuid}"),
+                         ("DELETE", f"/scanners/{one.uuid}"),
+                         ("PATCH", f"/scanners/{one.uuid}"),
+                         ("PUT", "/projects/proj/scanner")):
+        refused = api(sidecar, method, path, json={"is_default": True, "uuid": one.uuid})
+        assert refused.status_code == 403, (method, path)
+        assert "rules file" in refused.json()["errors"][0]["message"]
+    assert api(sidecar, "GET", f"/scanners/{one.uuid}").json()["name"] == "sim"

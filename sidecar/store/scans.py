@@ -77,6 +77,20 @@ def scanners() -> tuple[Scanner, ...]:
     return tuple(_scanner(row) for row in ScannerRow.select().order_by(ScannerRow.name))
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A scanner as the API shows it: the registration and when the file declared it."""
+
+    scanner: Scanner
+    created_at: float
+    updated_at: float
+
+
+def registrations() -> tuple[Registration, ...]:
+    return tuple(Registration(_scanner(row), row.created_at, row.updated_at)
+                 for row in ScannerRow.select().order_by(ScannerRow.name))
+
+
 def scanner(name: str) -> Scanner | None:
     """A registration by name; "" is the default one. None when there is no such scanner."""
     query = ScannerRow.select()

@@ -25,6 +25,7 @@ from sidecar.api.harbor import projects as projects
 from sidecar.api.harbor import quotas as quotas
 from sidecar.api.harbor import registries as registries
 from sidecar.api.harbor import replication as replication
+from sidecar.api.harbor import scanners as scanners
 from sidecar.api.harbor.blueprint import bp as bp
 
 __all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_probe",
