@@ -263,6 +263,14 @@ def test_generated_client_reads_scanners(generated, scanner):
     chosen = projects.get_scanner_of_project(PROJECT, x_is_resource_name=True)
     assert chosen.uuid == listed.uuid
 
-    with pytest.raises(ApiException) as refused:
-        scanners.delete_scanner(listed.uuid)
-    assert refused.value.status == 403
+    [candidate] = projects.list_scanner_candidates_of_project(PROJECT)
+    assert candidate.uuid == listed.uuid
+
+    # the rules file declares scanners: changes are refused, as the client surfaces it
+    for change in (lambda: scanners.delete_scanner(listed.uuid),
+                   lambda: projects.set_scanner_of_project(
+                       PROJECT, harbor_client.ProjectScanner(uuid=listed.uuid))):
+        with pytest.raises(ApiException) as refused:
+            change()
+        assert refused.value.status == 403
+        assert "rules file" in json.loads(refused.value.body)["errors"][0]["message"]
