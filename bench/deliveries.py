@@ -23,6 +23,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
+import inspect  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -99,8 +100,10 @@ def measure(shape: str, count: int, rate: float, receiver: CountingReceiver,
     rules = parse_rules(json.dumps(_rules(receiver.url)), "bench", {})
     executor.run(policy_store.sync_rules, rules)
     dispatcher = Dispatcher(executor, DispatchSettings(retry=RetryPolicy(max_attempts=3)))
+    handoff = ({"handoff": dispatcher}  # a tree from before the handoff: wake only
+               if "handoff" in inspect.signature(Recorder).parameters else {})
     recorder = Recorder(executor, RecorderSettings(hostname="bench"),
-                        on_recorded=dispatcher.wake)
+                        on_recorded=dispatcher.wake, **handoff)
     base = receiver.count()
     if shape == "backlog":
         for start in range(0, count, 500):

@@ -111,6 +111,7 @@ class Runtime:
                              max_attempts=settings.webhook_job_max_retry),
             notifications_enabled=self.notifications_enabled,
             on_recorded=self.dispatcher.wake,
+            handoff=self.dispatcher,  # its deliveries go straight to this process's senders
         )
         # background jobs: one lane for every kind this sidecar runs (scans, replication
         # tasks, retention runs), on the same claims and leases as deliveries; create_app

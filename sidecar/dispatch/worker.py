@@ -90,6 +90,17 @@ class Dispatcher:
         """Called when new deliveries were recorded in this process."""
         self.lane.wake()
 
+    # -- deliveries claimed by the recorder that created them (no claim query, no poll) ----
+    @property
+    def lease(self) -> float:
+        return self._settings.lease
+
+    def reserve(self, limit: int) -> int:
+        return self.lane.reserve(limit)
+
+    def take(self, deliveries: list, reserved: int) -> None:
+        self.lane.hand(deliveries, reserved)
+
     def start(self) -> None:
         self.lane.start()
         self._finisher_running = True

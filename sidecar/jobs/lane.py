@@ -48,6 +48,25 @@ class Lane:
         """New work was added in this process: claim now instead of at the next poll."""
         self._wake.set()
 
+    def reserve(self, limit: int) -> int:
+        """Take up to `limit` free slots now, without waiting: for items claimed elsewhere
+        (the recorder claims the deliveries it creates). Give them to `hand`."""
+        taken = 0
+        while taken < limit and not self._stopping and self._free.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def hand(self, items: Sequence[Any], reserved: int) -> None:
+        """Work on `items`, claimed by the caller into `reserved` slots (at most one each);
+        slots left over are freed."""
+        if self._stopping and items:  # too late to start them: give them straight back
+            self._release(list(items))
+            items = ()
+        for item in items:
+            self._work.put(item)
+        for _ in range(reserved - len(items)):
+            self._free.release()
+
     def start(self) -> None:
         for index in range(self._concurrency):
             threading.Thread(target=self._work_loop, name=f"{self.name}-{index}",

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 
 from peewee import InterfaceError
 from peewee import OperationalError
@@ -48,6 +49,8 @@ class RecorderSettings:
     batch_size: int = 500
     max_buffer: int = 100_000
     retry_interval: float = 1.0  # after a failed write: the database may be restarting
+    #: most deliveries of one write claimed for this process's dispatcher (its free slots)
+    handoff_limit: int = 100
 
 
 def policies_for_event(
@@ -141,6 +144,16 @@ def build_records(
     return out
 
 
+class Handoff(Protocol):
+    """The dispatcher of this process, taking deliveries the recorder claimed for it."""
+
+    lease: float
+
+    def reserve(self, limit: int) -> int: ...
+
+    def take(self, deliveries: list, reserved: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class Trigger:
     event_types: frozenset[str]
@@ -157,8 +170,13 @@ class Recorder:
         settings: RecorderSettings,
         notifications_enabled: Callable[[], bool] = lambda: True,
         on_recorded: Callable[[int], None] = lambda n: None,
+        handoff: Handoff | None = None,
     ):
+        """`on_recorded(n)` follows a commit that made n deliveries nobody has claimed yet
+        (wake the dispatcher); with a `handoff`, the deliveries it has free slots for are
+        claimed in the recording transaction and handed to it instead."""
         self._executor = executor
+        self._handoff = handoff
         self._settings = settings
         self._enabled = notifications_enabled
         self._on_recorded = on_recorded
@@ -227,15 +245,21 @@ class Recorder:
             self._buffer.popleft()
             for _ in range(min(self._settings.batch_size, len(self._buffer)))
         ]
+        handoff = self._handoff
+        reserved = handoff.reserve(self._settings.handoff_limit) if handoff else 0
+        claimed: list = []
         try:
-            created, started = self._executor.run(self._write, batch)
+            created, started, claimed = self._executor.run(self._write, batch, reserved)
         except Exception:
             log.exception("recording %d events failed; will retry", len(batch))
             self._buffer.extendleft(reversed(batch))
             return False
+        finally:
+            if handoff is not None:
+                handoff.take(claimed, reserved)
         self.recorded += len(batch)
-        if created:
-            self._on_recorded(created)
+        if created > len(claimed):
+            self._on_recorded(created - len(claimed))
         for trigger, count in started:
             trigger.started(count)
         return True
@@ -246,17 +270,20 @@ class Recorder:
         the deliveries made. The caller wakes the dispatcher once its transaction commits."""
         return self._write(batch)[0]
 
-    def _write(self, batch: Sequence[Any]) -> tuple[int, list[tuple[Trigger, int]]]:
-        """Deliveries made, and the jobs each trigger queued, in one transaction. A batch no
-        trigger reacts to (every pull) costs what it did without triggers."""
+    def _write(self, batch: Sequence[Any], claim: int = 0,
+               ) -> tuple[int, list[tuple[Trigger, int]], list]:
+        """Deliveries made, the jobs each trigger queued, and up to `claim` of the deliveries
+        claimed for the handoff, in one transaction. A batch no trigger reacts to (every
+        pull) costs what it did without triggers."""
         types = {event.type for event in batch}
         wanted = [t for t in self._triggers if t.event_types & types]
         if not wanted:
-            return self._record(batch), []
+            created, claimed = self._record(batch, claim)
+            return created, [], claimed
         with database.atomic():
-            created = self._record(batch)
+            created, claimed = self._record(batch, claim)
             started = [(t, self._start_jobs(t, batch)) for t in wanted]
-        return created, [(t, n) for t, n in started if n]
+        return created, [(t, n) for t, n in started if n], claimed
 
     @staticmethod
     def _start_jobs(trigger: Trigger, batch: Sequence[Any]) -> int:
@@ -272,15 +299,17 @@ class Recorder:
                           "without them", len(batch))
             return 0
 
-    def _record(self, batch: Sequence[Any]) -> int:
+    def _record(self, batch: Sequence[Any], claim: int = 0) -> tuple[int, list]:
         projects = self._policy_index()
         now = int(time.time())
         created = self._repositories_created(batch, now)
         enabled = self._enabled()
         windows = pull_windows(batch, projects, enabled)
+        lease = self._handoff.lease if self._handoff is not None else 0.0
         if not windows:
             rows = build_records(batch, projects, created, self._settings.hostname, enabled)
-            return delivery_queue.record_events(rows, self._settings.max_attempts)
+            return delivery_queue.record_and_claim(rows, self._settings.max_attempts, claim,
+                                                   lease)
         self._forget_old_windows(now)
         # The windows' claim comes first in the transaction that records the deliveries: it
         # is the first write (SQLite takes its lock there), and a failed batch gives it back.
@@ -288,7 +317,8 @@ class Recorder:
             admitted = dedup.admit(windows)
             rows = build_records(batch, projects, created, self._settings.hostname, enabled,
                                  admitted=admitted)
-            return delivery_queue.record_events(rows, self._settings.max_attempts)
+            return delivery_queue.record_and_claim(rows, self._settings.max_attempts, claim,
+                                                   lease)
 
     def _policy_index(self) -> dict[str, policy_store.ProjectPolicies]:
         """Every project's policies, read again only when the policy tables changed."""

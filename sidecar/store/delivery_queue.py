@@ -81,7 +81,21 @@ def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | No
     multi-row statement (store.bulk), a fraction of a row-by-row create on the busiest path
     of the recorder. Arrival order is kept in the ids.
     """
+    return record_and_claim(events, max_attempts, 0, 0.0, now)[0]
+
+
+def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit: int,
+                     lease_seconds: float, now: float | None = None,
+                     ) -> tuple[int, list[Claimed]]:
+    """`record_events`, with up to `claim_limit` of the new deliveries claimed as they are
+    inserted (status sending, a token and a lease, as `claim` would), and read back.
+
+    The recorder hands those straight to its own dispatcher: a webhook then waits for no
+    claim query and no poll. Should the worker die before sending them, their lease runs
+    out and another worker sends them, as for any claim.
+    """
     now = clock.now() if now is None else now
+    token = uuid.uuid4().hex if claim_limit > 0 else None
     plain: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
 
@@ -111,8 +125,12 @@ def record_events(events: Iterable[NewEvent], max_attempts: int, now: float | No
                 for new in item.deliveries
             )
         insert_rows(Event, plain)
+        for row in deliveries[:claim_limit]:
+            row.update(status=SENDING, claim_token=token, lease_until=now + lease_seconds)
         insert_rows(Delivery, deliveries)
-    return len(deliveries)
+        claimed = ([Claimed(row) for row in _run(_CLAIMED, (token,)).fetchall()]
+                   if token and deliveries else [])
+    return len(deliveries), claimed
 
 
 def _attempt_lost(delivery_id: int, number: int, now: float) -> None:
