@@ -42,11 +42,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    from sidecar.preload import prepare_apart
     from sidecar.serve import prepare_metrics_dir
     from sidecar.serve import run
 
     made = prepare_metrics_dir()  # before anything imports prometheus_client
-    prepared = _prepare_store(settings)
+    prepared = prepare_apart(_prepare_store, settings)  # the master stays lean
     if isinstance(prepared, str):
         if made:
             shutil.rmtree(made, ignore_errors=True)

@@ -5,18 +5,27 @@ the errors; features.py says what depends on the sidecar's own credential. Impor
 from proxy/, api/ or the CLI: they import it.
 """
 
-from sidecar.registry.client import MANIFEST_MEDIA_TYPES
-from sidecar.registry.client import Descriptor
-from sidecar.registry.client import Manifest
-from sidecar.registry.client import RegistryClient
-from sidecar.registry.content import BlobReader
-from sidecar.registry.credential import Credential
-from sidecar.registry.errors import DigestMismatch
-from sidecar.registry.errors import NotFound
-from sidecar.registry.errors import RegistryError
-from sidecar.registry.errors import RegistryUnavailable
-from sidecar.registry.errors import TokenError
-from sidecar.registry.errors import Unauthorized
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Loaded when first asked for (PEP 562): `sidecar.registry.credential` is read by the settings,
+# and the server's master must not import the client (requests) the workers use.
+_WHERE = {
+    "MANIFEST_MEDIA_TYPES": "client", "Descriptor": "client", "Manifest": "client",
+    "RegistryClient": "client", "BlobReader": "content", "Credential": "credential",
+    "DigestMismatch": "errors", "NotFound": "errors", "RegistryError": "errors",
+    "RegistryUnavailable": "errors", "TokenError": "errors", "Unauthorized": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "MANIFEST_MEDIA_TYPES", "BlobReader", "Credential", "Descriptor", "DigestMismatch",

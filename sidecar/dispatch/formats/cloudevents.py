@@ -14,11 +14,8 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Any
-
-from cloudevents.core.bindings.http import to_binary_event
-from cloudevents.core.bindings.http import to_structured_event
-from cloudevents.core.v1.event import CloudEvent
 
 from sidecar.dispatch.formats.base import Context
 from sidecar.dispatch.formats.base import Format
@@ -26,6 +23,9 @@ from sidecar.dispatch.formats.base import Format
 STRUCTURED = "structured"
 BINARY = "binary"
 #: the target field choosing the content mode (beyond Harbor: binary)
+if TYPE_CHECKING:
+    from cloudevents.core.v1.event import CloudEvent
+
 MODE = "cloudevents_mode"
 
 #: Harbor's mapping (src/pkg/notifier/formats/cloudevents.go). Chart events never had one in
@@ -75,6 +75,10 @@ def build_event(
     policy_id: int | None,
     request_id: str,
 ) -> CloudEvent:
+    # the SDK is imported on first use: the formats table is read by processes that never
+    # send (the server's master, rules validation), and the SDK brings its dependencies along
+    from cloudevents.core.v1.event import CloudEvent
+
     attributes = {
         "specversion": "1.0",
         "id": event_id(delivery_uid),
@@ -99,6 +103,9 @@ def render_cloudevent(
 ) -> tuple[bytes, dict[str, str]]:
     """Structured: the whole event as `application/cloudevents+json`. Binary: `data` as the
     body (`application/json`) and every other attribute as a `ce-` header."""
+    from cloudevents.core.bindings.http import to_binary_event
+    from cloudevents.core.bindings.http import to_structured_event
+
     event = build_event(payload, delivery_uid=delivery_uid, project_id=project_id,
                         policy_id=policy_id, request_id=request_id)
     message = to_binary_event(event) if mode == BINARY else to_structured_event(event)
