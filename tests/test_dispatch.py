@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -9,13 +10,17 @@ import time
 import pytest
 
 from sidecar.dispatch.addresses import AddressPolicy
+from sidecar.dispatch.render import render
 from sidecar.dispatch.retry import RetryPolicy
+from sidecar.dispatch.sender import DRAIN
+from sidecar.dispatch.sender import EXCERPT
 from sidecar.dispatch.sender import Sender
 from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
 from sidecar.events.payload import encode
 from sidecar.store import db as store_db
 from sidecar.store import delivery_queue as queue
+from sidecar.store import policies as policy_store
 from sidecar.store.executor import Executor
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
@@ -225,3 +230,62 @@ def test_stop_waits_for_sends_under_way(store, receivers):
     receiver.wait_for(2, timeout=10)
     dispatcher.stop()
     assert queue.counts()[DELIVERED] == 2
+
+
+def test_sender_keeps_its_connection_for_the_next_delivery(receivers):
+    """A small answer is read to its end, so the next webhook to the same endpoint goes out on
+    the same connection (a new one each time was most of a delivery's CPU)."""
+    receiver = receivers([Reply(200, body=b"ok" * 100)])
+    sender = Sender(5.0, AddressPolicy())
+    for n in range(3):
+        answer = sender.send(render({"type": "PUSH_ARTIFACT", "n": n},
+                                    {"type": "http", "address": receiver.url}, f"u{n}"))
+        assert answer.status_code == 200 and answer.excerpt == "ok" * 100
+    assert len({r.client_port for r in receiver.wait_for(3)}) == 1
+
+
+def test_a_long_answer_is_not_read_to_its_end(receivers):
+    big = b"x" * (DRAIN + EXCERPT + 10)
+    receiver = receivers([Reply(200, body=big)])
+    sender = Sender(5.0, AddressPolicy())
+    request = render({"type": "PUSH_ARTIFACT"}, {"type": "http", "address": receiver.url}, "u")
+    first, second = sender.send(request), sender.send(request)
+    assert first.status_code == second.status_code == 200
+    assert first.excerpt == "x" * EXCERPT
+    assert len({r.client_port for r in receiver.wait_for(2)}) == 2  # closed, not drained
+
+
+def test_recorded_deliveries_go_straight_to_the_dispatcher_of_the_process(store, receivers):
+    """The recorder claims the deliveries it creates for its own dispatcher: they are sent
+    without waiting for a poll (here the poll is 30 s and nobody wakes the dispatcher)."""
+    from sidecar.events.model import ArtifactEvent
+    from sidecar.record.recorder import Recorder
+    from sidecar.record.recorder import RecorderSettings
+    from sidecar.rules.load import parse_rules
+
+    receiver = receivers()
+    executor = Executor()
+    rules = {"projects": [{"name": "proj", "webhooks": [{
+        "name": "ci", "event_types": ["PUSH_ARTIFACT"],
+        "targets": [{"type": "http", "address": receiver.url}]}]}]}
+    policy_store.sync_rules(parse_rules(json.dumps(rules), "rules.yaml", {}))
+    dispatcher = Dispatcher(executor, DispatchSettings(concurrency=2, idle_poll=30.0))
+    recorder = Recorder(executor, RecorderSettings(hostname="h"), handoff=dispatcher)
+    dispatcher.start()
+    time.sleep(0.2)  # the claimer's first (empty) look is over: from now on it sleeps 30 s
+    recorder.start()
+    try:
+        started = time.monotonic()
+        recorder.submit([ArtifactEvent(type="PUSH_ARTIFACT", repository="proj/app",
+                                       digest="sha256:" + "a" * 64, operator="alice",
+                                       occur_at=1_700_000_000, tags=(f"v{n}",))
+                         for n in range(3)])
+        arrived = receiver.wait_for(3, timeout=10)
+        assert time.monotonic() - started < 5
+        assert sorted(r.json()["event_data"]["resources"][0]["tag"] for r in arrived) == [
+            "v0", "v1", "v2"]  # 2 slots: one handed over at a time, or two, none lost
+    finally:
+        recorder.stop()
+        dispatcher.stop()
+    assert queue.counts()[DELIVERED] == 3
+    assert [a.number for a in Attempt.select()] == [1, 1, 1]

@@ -222,3 +222,52 @@ def test_triggers_queue_jobs_with_the_batch_and_a_broken_one_loses_no_event(stor
     assert Event.select().count() == 2, "every event recorded, the broken trigger aside"
     assert [j.kind for j in Job.select()] == ["demo"]
     assert triggered == [1]
+
+
+class Slots:
+    """A dispatcher with `free` sender slots, as the recorder's handoff sees it."""
+
+    lease = 30.0
+
+    def __init__(self, free: int):
+        self.free = free
+        self.taken: list = []
+        self.returned = 0
+
+    def reserve(self, limit: int) -> int:
+        got, self.free = min(limit, self.free), self.free - min(limit, self.free)
+        return got
+
+    def take(self, deliveries: list, reserved: int) -> None:
+        self.taken.extend(deliveries)
+        self.returned += reserved - len(deliveries)
+        self.free += reserved - len(deliveries)
+
+
+def test_deliveries_are_claimed_for_the_dispatcher_up_to_its_free_slots(store):
+    slots = Slots(free=1)
+    woken: list[int] = []
+    recorder = Recorder(Executor(), RecorderSettings(hostname="h"), on_recorded=woken.append,
+                        handoff=slots)
+    recorder.submit([event(n=1)])  # one push: two targets, one free slot
+    recorder.flush()
+    [handed] = slots.taken
+    row = Delivery.get_by_id(handed.id)
+    assert (row.status, row.claim_token) == ("sending", handed.claim_token)
+    assert row.lease_until == pytest.approx(time.time() + slots.lease, abs=5)
+    assert handed.event.payload["type"] == PUSH_ARTIFACT
+    assert handed.target["address"] == row.target["address"]
+    [other] = Delivery.select().where(Delivery.id != handed.id)
+    assert (other.status, other.claim_token) == ("pending", None)  # for the poll to claim
+    assert woken == [1]  # the dispatcher is woken for the one nobody claimed
+
+
+def test_a_failed_write_gives_the_reserved_slots_back(store):
+    slots = Slots(free=4)
+    recorder = Recorder(FlakyExecutor(failures=1), RecorderSettings(), handoff=slots)
+    recorder.submit([event(n=1)])
+    assert recorder._write_batch() is False
+    assert (slots.taken, slots.returned) == ([], 4)
+    assert recorder._write_batch() is True
+    assert len(slots.taken) == 2 and slots.returned == 4 + 2
+    assert Delivery.select().where(Delivery.status == "sending").count() == 2

@@ -22,6 +22,7 @@ class Received:
     header_list: list[tuple[str, str]]
     body: bytes
     at: float
+    client_port: int = 0  # the sender's side of the connection: one port, one connection
 
     def json(self):
         return json.loads(self.body)
@@ -69,6 +70,7 @@ class Receiver:
                     method="POST", path=self.path,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     header_list=list(self.headers.items()), body=body, at=time.time(),
+                    client_port=self.client_address[1],
                 )
                 with receiver._lock:
                     receiver.requests.append(request)
