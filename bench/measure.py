@@ -47,6 +47,19 @@ def memory_kib(pid: int, key: str) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size in KiB: pages shared by master and workers counted once in all,
+    each process carrying its share (what the tree really occupies)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class RssSampler:
     """Samples VmRSS of processes every 50 ms in a thread; `peak` is the highest sum seen."""
 

@@ -15,6 +15,7 @@ from bench.blobs import upload_blob
 from bench.measure import RssSampler
 from bench.measure import curl_get_seconds
 from bench.measure import memory_kib
+from bench.measure import pss_kib
 from bench.services import sidecar_pids
 from bench.services import start_sidecar
 
@@ -32,9 +33,11 @@ def bench_rss(workdir: Path, registry, cache: Path, size_mib: int, workers: int 
             down = curl_get_seconds(f"{sidecar.url}/v2/bench/rss/blobs/{digest}")
             down2 = curl_get_seconds(f"{sidecar.url}/v2/bench/rss/blobs/{digest}")
         end_kib = {pid: memory_kib(pid, "VmRSS") for pid in pids}
+        pss_end = sum(pss_kib(pid) for pid in pids)
         direct = curl_get_seconds(f"{registry.url}/v2/bench/rss/blobs/{digest}")
         return {"size_mib": size_mib, "pids": pids, "master": sidecar.process.pid,
-                "start": start_kib, "end": end_kib, "peak": dict(sampler.peak_kib),
+                "start": start_kib, "end": end_kib, "pss_end": pss_end,
+                "peak": dict(sampler.peak_kib),
                 "upload_s": up, "download_s": min(down, down2), "direct_download_s": direct}
     finally:
         sidecar.stop()
@@ -56,5 +59,6 @@ def print_rss(result: dict) -> float:
     peak = sum(result["peak"].values()) / 1024
     verdict = "met" if peak <= TARGET_TREE_MB and peak - start < 10 else "NOT met"
     print(f"tree: {start:.0f} MB after start, {peak:.0f} MB at the peak "
-          f"(target <= {TARGET_TREE_MB} MB and flat: {verdict})")
+          f"(target <= {TARGET_TREE_MB} MB and flat: {verdict}); PSS at the end "
+          f"{result['pss_end'] / 1024:.0f} MB (shared pages counted once)")
     return peak
