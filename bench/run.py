@@ -180,13 +180,17 @@ def print_blob(targets: list[Target], size_mib: int, runs: int) -> None:
 
 
 def baseline_source(workdir: Path, revision: str) -> tuple[Path, str]:
-    """The src/ tree of `revision` and its CLI entry point, to run that version alongside."""
+    """The package of `revision` (for PYTHONPATH) and its CLI entry point, to run that version
+    alongside. Older trees kept the package under src/."""
     out = workdir / f"baseline-{revision.replace('/', '_')}"
     out.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src",
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", revision],
+                            capture_output=True, text=True, check=True).stdout.split()
+    package = "src" if "src" in listed else "sidecar"
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, package,
                               "pyproject.toml"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
-    return out / "src", entry_point(out)
+    return (out / "src" if package == "src" else out), entry_point(out)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
