@@ -19,6 +19,7 @@ from sidecar.api import harbor as harbor_api
 from sidecar.api import ui as ui_api
 from sidecar.api.ops import metrics as metrics_api
 from sidecar.api.ops import status as status_api
+from sidecar.clientaddr import TrustedProxies
 from sidecar.config import Settings
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
@@ -242,10 +243,14 @@ class Runtime:
 class SidecarApp:
     """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy."""
 
-    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None):
+    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None,
+                 proxies: TrustedProxies | None = None):
         self.flask_app = flask_app
         self.proxy = proxy
         self.charts = charts  # chart routes (/chartrepo/..., ChartMuseum's) when configured
+        # sidecar.trusted_proxies: whose X-Forwarded-For names the client (the worker's access
+        # log reads it here too)
+        self.proxies = proxies or TrustedProxies()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -253,6 +258,10 @@ class SidecarApp:
             return self.charts(environ, start_response)
         if path.startswith(SIDECAR_PREFIX) or (
                 path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
+            # the client's address for the login throttle, the default-password lock-down and
+            # the access log: a trusted front proxy's X-Forwarded-For, else the peer
+            environ["REMOTE_ADDR"] = self.proxies.client(environ.get("REMOTE_ADDR", ""),
+                                                         environ.get("HTTP_X_FORWARDED_FOR"))
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
@@ -337,7 +346,8 @@ def create_app(settings: Settings, start: bool = True,
                             inspect_limit=settings.chart_inspect_bytes,
                             observe=metrics.observe_request)
     add_replication(runtime)
-    app = SidecarApp(create_flask(runtime), proxy, charts)
+    app = SidecarApp(create_flask(runtime), proxy, charts,
+                     TrustedProxies(settings.trusted_proxies))
     if start:
         runtime.start()
     return app, runtime

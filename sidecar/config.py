@@ -22,6 +22,8 @@ import yaml
 from sidecar.registry.credential import Credential
 from sidecar.rules.load import expand_env
 
+HARBOR_DEFAULT_PASSWORD = "Harbor12345"
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
@@ -41,7 +43,7 @@ class Settings:
     backoff_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     notification_enable: bool = True
-    admin_password: str = "Harbor12345"
+    admin_password: str = "Harbor12345"  # Harbor's published default: see default_password
     log_level: str = "info"
     rules_poll_seconds: float = 2.0
     upstream_read_timeout: float = 300.0
@@ -78,6 +80,18 @@ class Settings:
     # URL handed to scanner adapters ("" = the upstream, so their pulls fire no events)
     scan_timeout_seconds: float = 600.0
     scan_registry_url: str = ""
+    # admin surfaces: /sidecar/status open to anyone (default: the admin only), /sidecar/metrics
+    # behind the admin (default: open), and the front proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (CIDRs; default: none)
+    public_status: bool = False
+    metrics_auth: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def default_password(self) -> bool:
+        """harbor_admin_password is still Harbor's published default: the API, UI and status
+        then answer only loopback clients (api.guard), and `sidecar serve` warns."""
+        return self.admin_password == HARBOR_DEFAULT_PASSWORD
 
     @property
     def scan_registry(self) -> str:
@@ -98,6 +112,7 @@ _SIDECAR_KEYS = {
     "registry_credential": dict, "scan": dict,
     "http_worker": str,
     "blob_redirect": str,
+    "public_status": bool, "metrics_auth": bool, "trusted_proxies": list,
 }
 HTTP_WORKERS = ("sidecar", "gunicorn")
 #: harbor.yml's levels; Python's logging knows each name.
@@ -213,8 +228,8 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
                                       f"(known: {', '.join(sorted(keys))})")
                 out[prefix + sub] = _typed(sub_value, keys[sub], f"{path}: sidecar.{key}.{sub}")
             continue
-        if key == "webhook_allowed_networks":
-            out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path)
+        if key in ("webhook_allowed_networks", "trusted_proxies"):
+            out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path, key)
             continue
         if key == "registry_credential":
             out[key] = _credential(value, f"{path}: sidecar.registry_credential")
@@ -223,13 +238,13 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-def _networks(values: list[Any], path: str) -> tuple[str, ...]:
+def _networks(values: list[Any], path: str, key: str) -> tuple[str, ...]:
     """CIDRs, each checked here so a typo stops the start instead of allowing nothing."""
     for value in values:
         try:
             ipaddress.ip_network(str(value).strip(), strict=True)
         except ValueError as exc:
-            raise ConfigError(f"{path}: sidecar.webhook_allowed_networks: {value!r} is not a "
+            raise ConfigError(f"{path}: sidecar.{key}: {value!r} is not a "
                               f"CIDR network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
     return tuple(str(value).strip() for value in values)
 

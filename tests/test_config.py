@@ -322,6 +322,37 @@ def test_bad_network_settings_are_refused(harbor_yml, text, message):
     assert refused(path).startswith(f"{path}: {message}")
 
 
+def test_admin_surface_keys(harbor_yml):
+    defaults = load_settings(None)
+    assert (defaults.public_status, defaults.metrics_auth, defaults.trusted_proxies) == \
+        (False, False, ())
+    assert defaults.default_password
+    settings = load_settings(harbor_yml("""\
+        harbor_admin_password: not-the-default
+        sidecar:
+          public_status: true
+          metrics_auth: true
+          trusted_proxies: [127.0.0.1/32, "fd00::/8"]
+    """))
+    assert (settings.public_status, settings.metrics_auth, settings.trusted_proxies) == \
+        (True, True, ("127.0.0.1/32", "fd00::/8"))
+    assert not settings.default_password
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sidecar:\n  trusted_proxies: [10.0.0.0/33]\n",
+     "sidecar.trusted_proxies: '10.0.0.0/33' is not a CIDR network"),
+    ("sidecar:\n  trusted_proxies: [lb.internal]\n",
+     "sidecar.trusted_proxies: 'lb.internal' is not a CIDR network"),
+    ("sidecar:\n  trusted_proxies: 10.0.0.0/8\n", "sidecar.trusted_proxies must be list"),
+    ("sidecar:\n  public_status: 'yes'\n", "sidecar.public_status must be bool"),
+    ("sidecar:\n  metrics_auth: 1\n", "sidecar.metrics_auth must be bool"),
+])
+def test_bad_admin_surface_keys_are_refused(harbor_yml, text, message):
+    path = harbor_yml(text)
+    assert refused(path).startswith(f"{path}: {message}")
+
+
 def test_values_name_environment_variables_like_the_rules_file(harbor_yml):
     path = harbor_yml("""\
         harbor_admin_password: ${ADMIN_PASSWORD}

@@ -42,6 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    if settings.default_password:
+        logging.getLogger("sidecar").warning(
+            "harbor_admin_password is Harbor's published default: the API, web UI and status "
+            "answer only clients on this host until you set a password of your own in "
+            "harbor.yml (harbor_admin_password) and restart")
     from sidecar.serve import prepare_metrics_dir
     from sidecar.serve import run
 
@@ -128,10 +133,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         import requests
 
         try:
+            # the status is the admin's: the password of --config's harbor.yml (or its
+            # default), unless the sidecar serves it publicly (sidecar.public_status)
+            password = load_settings(args.config).admin_password
             response = requests.get(args.url.rstrip("/") + "/sidecar/status",
-                                    headers={"Accept": "application/json"}, timeout=10)
+                                    headers={"Accept": "application/json"}, timeout=10,
+                                    auth=("admin", password))
             response.raise_for_status()
             status = response.json()
+        except ConfigError as exc:
+            print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+            return 2
         except (requests.RequestException, ValueError) as exc:
             print(f"sidecar: cannot read status from {args.url}: {exc}", file=sys.stderr)
             return 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from peewee import fn
 
 from sidecar.store import dedup
+from sidecar.store import login_throttle
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import Attempt
@@ -56,4 +57,5 @@ def sweep(cutoff: float, now: float) -> Swept:
         with database.atomic():
             events += Event.delete().where(Event.id.in_(ids)).execute()
     windows = dedup.forget_closed(now)
+    login_throttle.sweep(now)
     return Swept(deliveries=deliveries, events=events, windows=windows)

@@ -1,7 +1,8 @@
 """/sidecar/healthz and /sidecar/status: is it working, what was sent, what failed and why.
 
 /sidecar/status answers JSON to programs and an HTML page to browsers (Accept: text/html, or
-?format=html). Both come from `store.status_report` shaped by `api.ops.report`, which shows no
+?format=html), to the admin only unless `sidecar.public_status` (api.ops.access). Both come
+from `store.status_report` shaped by `api.ops.report`, which shows no
 secret: targets appear without auth headers, and addresses without userinfo or query values
 (tokens often live there: Flux and VelaUX put them in the path or query).
 """
@@ -17,6 +18,7 @@ from flask import render_template
 from flask import request
 
 from sidecar import timefmt
+from sidecar.api.ops.access import admin_refusal
 from sidecar.api.ops.report import quota_json
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
@@ -61,6 +63,10 @@ def healthz():
 @bp.get("/status")
 def status():
     runtime = current_app.extensions["sidecar"]
+    if not runtime.settings.public_status:
+        refused = admin_refusal(allow_session=True, browser=wants_html())
+        if refused is not None:
+            return refused
     body = runtime.executor.run(collect_status)
     body["upstream"] = {"url": redact_address(runtime.upstream.url),
                         "healthy": runtime.upstream.healthy()}

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint
+from flask import current_app
 from flask import flash
 from flask import g
 from flask import redirect
@@ -25,6 +26,7 @@ from flask import request
 from flask import url_for
 
 from sidecar import timefmt
+from sidecar.api import guard
 from sidecar.api.ops.report import quota_json
 from sidecar.api.runtime import on_db
 from sidecar.api.runtime import runtime as current_runtime
@@ -104,8 +106,11 @@ def _db(fn, *args: Any, **kwargs: Any) -> Any:
 @bp.before_request
 def _guard():
     g.csp_nonce = secrets.token_urlsafe(16)
+    refusal = guard.default_password_refusal()
+    if refusal:
+        raise UIError(403, refusal)
     if request.endpoint not in OPEN_ENDPOINTS:
-        g.user = ui_auth.current_user(current_runtime().settings.admin_password)
+        g.user = ui_auth.current_user()
         if g.user is None:
             if request.method in ui_auth.SAFE_METHODS:
                 return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
@@ -135,6 +140,14 @@ def _ui_error(error: UIError):
         error.status
 
 
+@bp.errorhandler(guard.Throttled)
+def _throttled(error: guard.Throttled):
+    response = current_app.make_response((render_template(
+        "ui/error.html", status=429, message=str(error)), 429))
+    response.headers["Retry-After"] = error.login.retry_header
+    return response
+
+
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {"csrf_token": ui_auth.csrf_token, "csrf_field": ui_auth.CSRF_FIELD,
@@ -148,7 +161,8 @@ def _local_path(target: str | None) -> str:
     if not target:
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(f"{ui_auth.UI_PREFIX}/"):
+    if parts.scheme or parts.netloc or not (parts.path.startswith(f"{ui_auth.UI_PREFIX}/")
+                                            or parts.path == "/sidecar/status"):
         return default
     return target
 
@@ -160,8 +174,10 @@ def login():
     next_path = _local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("ui/login.html", next=next_path, error="")
-    if ui_auth.log_in(request.form.get("username", ""), request.form.get("password", ""),
-                      current_runtime().settings.admin_password):
+    login = ui_auth.log_in(request.form.get("username", ""), request.form.get("password", ""))
+    if login.retry_after:
+        raise guard.Throttled(login)
+    if login.ok:
         return redirect(next_path)
     return render_template("ui/login.html", next=next_path,
                            error="Invalid user name or password."), 401
