@@ -26,7 +26,9 @@ from sidecar.dispatch.retry import parse_retry_after
 from sidecar.dispatch.sender import Answer
 from sidecar.dispatch.sender import Sender
 from sidecar.jobs.lane import Lane
+from sidecar.store import clock
 from sidecar.store import delivery_queue as queue
+from sidecar.store import pacing
 from sidecar.store import policies as policy_store
 from sidecar.store.executor import Executor
 from sidecar.store.models import Delivery
@@ -67,8 +69,11 @@ class Dispatcher:
         self._observe = observe  # (outcome, seconds) after each attempt: metrics
         self._sender = Sender(settings.timeout, settings.addresses)
         self.sent = 0
-        # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
-        self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
+        # one pace per URL for every worker and sidecar: the slots come from the store
+        self._slack = IntervalLimiter(
+            interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL,
+            schedule=lambda key, now: executor.run(pacing.reserve, key, SLACK_INTERVAL, now),
+            push=lambda key, until: executor.run(pacing.defer, key, until))
         self._project_ids: dict[tuple[int | None, str], int | None] = {}
         self._outcomes: list[tuple[Delivery, queue.Outcome]] = []
         self._outcomes_lock = threading.Lock()  # guards the list
@@ -109,7 +114,8 @@ class Dispatcher:
         target = delivery.target
         slack = min_interval(target) > 0  # the formats table says who is paced (Slack)
         if slack:
-            requeue_at = self._slack.turn(target.get("address", ""), delivery.uid)
+            requeue_at = self._slack.turn(target.get("address", ""), delivery.uid,
+                                          clock=clock.now)
             if requeue_at is not None:  # its turn is further off: back to the queue, no attempt
                 self._executor.run(queue.postpone, delivery, requeue_at)
                 return
@@ -127,7 +133,7 @@ class Dispatcher:
             answer = self._sender.send(request)
             if slack and answer.status_code == 429:  # every send to that URL waits, not just this
                 paused = parse_retry_after(answer.retry_after, time.time()) or SLACK_INTERVAL
-                self._slack.defer(target.get("address", ""), time.time() + paused)
+                self._slack.defer(target.get("address", ""), clock.now() + paused)
             retry = RetryPolicy(
                 max_attempts=delivery.max_attempts,
                 backoff=self._settings.retry.backoff,

@@ -13,6 +13,7 @@ from peewee import fn
 
 from sidecar.store import dedup
 from sidecar.store import login_throttle
+from sidecar.store import pacing
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import Attempt
@@ -58,4 +59,5 @@ def sweep(cutoff: float, now: float) -> Swept:
             events += Event.delete().where(Event.id.in_(ids)).execute()
     windows = dedup.forget_closed(now)
     login_throttle.sweep(now)
+    pacing.forget_idle(now - 3600)
     return Swept(deliveries=deliveries, events=events, windows=windows)
