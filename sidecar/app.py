@@ -190,17 +190,20 @@ class Runtime:
 
     def _sweep_old_records(self) -> None:
         days = self.settings.retention_days
-        while not self._stopping and days > 0:
+        keep = self.settings.history_per_policy
+        while not self._stopping and (days > 0 or keep > 0):
             time.sleep(self.settings.retention_sweep_seconds)
             now = time.time()
+            cutoff = now - days * 86400 if days > 0 else 0.0  # 0 days: no age limit
             try:
-                swept = self.executor.run(retention.sweep, now - days * 86400, now)
+                swept = self.executor.run(retention.sweep, cutoff, now, keep)
             except Exception:
                 log.exception("sweeping old deliveries and events failed")
                 continue
             if swept.deliveries or swept.events:
-                log.info("retention: deleted %d deliveries and %d events older than %g days",
-                         swept.deliveries, swept.events, days)
+                log.info("retention: deleted %d deliveries and %d events (older than %g days, "
+                         "or beyond a policy's newest %d)", swept.deliveries, swept.events, days,
+                         self.settings.history_per_policy)
 
     # -- switches --------------------------------------------------------------------------
     def notifications_enabled(self) -> bool:

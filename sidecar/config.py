@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,11 @@ class Settings:
     public_status: bool = False
     metrics_auth: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    # endpoint health: a target whose deliveries all failed for this long is disabled
+    # (seconds; 0 = never; Svix's 5 days), and each policy keeps its newest N executions
+    # (Harbor's 50; 0 = no cap, only retention_days)
+    auto_disable_after: float = 5 * 86400.0
+    history_per_policy: int = 50
 
     @property
     def default_password(self) -> bool:
@@ -117,7 +123,35 @@ _SIDECAR_KEYS = {
 HTTP_WORKERS = ("sidecar", "gunicorn")
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
-_DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
+_DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float,
+                  "auto_disable_after": object, "history_per_policy": int}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '2h', '5d', '1w' (a bare number is seconds) -> seconds."""
+    match = _DURATION.match(str(text).lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 10m")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration(value: Any, where: str) -> float:
+    """A duration key: seconds as a number, or a string such as "5d" or "12h"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a duration such as 5d, 12h or seconds, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a duration such as 5d, 12h, 30m or a number "
+                              f"of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise ConfigError(f"{where} must be 0 (never) or more, got {value!r}")
+    return seconds
 _JOBS_KEYS = {"workers": int, "lease_seconds": float, "backoff_seconds": float,
               "backoff_max_seconds": float}
 _SCAN_KEYS = {"timeout_seconds": float, "registry_url": str}
@@ -226,6 +260,9 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
                 if sub not in keys:
                     raise ConfigError(f"{path}: unknown key sidecar.{key}.{sub} "
                                       f"(known: {', '.join(sorted(keys))})")
+                if keys[sub] is object:  # a duration
+                    out[prefix + sub] = _duration(sub_value, f"{path}: sidecar.{key}.{sub}")
+                    continue
                 out[prefix + sub] = _typed(sub_value, keys[sub], f"{path}: sidecar.{key}.{sub}")
             continue
         if key in ("webhook_allowed_networks", "trusted_proxies"):
@@ -337,6 +374,10 @@ def validate(settings: Settings) -> None:
     if not settings.database.startswith(("sqlite:", "postgres:", "postgresql:")):
         raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., "
                           f"got {settings.database!r}")
+    if settings.history_per_policy < 0:
+        raise ConfigError("sidecar.delivery.history_per_policy must be 0 (no cap) or more")
+    if settings.auto_disable_after < 0:
+        raise ConfigError("sidecar.delivery.auto_disable_after must be 0 (never) or more")
     if settings.retention_days < 0:
         raise ConfigError("sidecar.retention_days must be >= 0 (0 keeps everything)")
     if settings.retention_sweep_seconds <= 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import sys
 
@@ -16,6 +15,7 @@ from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
+from sidecar.config import parse_duration
 from sidecar.config import validate
 from sidecar.redact import database_url
 from sidecar.redact import redact_address
@@ -188,18 +188,6 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     else:
         print(deliveries_table(rows))
     return 0
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '2h', '1d', '1w' (a bare number is seconds) -> seconds."""
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 10m")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
