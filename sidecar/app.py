@@ -103,6 +103,7 @@ class Runtime:
                     backoff_max=settings.backoff_max_seconds,
                 ),
                 addresses=self.addresses,
+                auto_disable_after=settings.auto_disable_after,
             ),
             observe=metrics.observe_attempt,
         )

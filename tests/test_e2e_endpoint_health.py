@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+
+import requests
 
 from tests.support import clients
 
@@ -30,3 +34,53 @@ def test_slack_pace_is_one_per_second_across_workers(sidecar_factory, receiver_f
     assert times[-1] - times[0] >= len(tags) - 1 - 0.2, gaps
     status = sidecar.wait_status(lambda s: s["queue"]["depth"] == 0, timeout=30)
     assert status["deliveries"]["delivered"] == len(tags)
+
+
+def test_a_target_failing_too_long_is_disabled_skipped_and_replayed(
+        sidecar_factory, receiver_factory, image, tmp_path):
+    from tests.support.receiver import Reply
+
+    healthy = [False]
+    hook = receiver_factory(lambda request: Reply(200 if healthy[0] else 500))
+    sidecar = sidecar_factory(
+        _rules({"type": "http", "address": hook.url + "?token=hush-77"}),
+        config={"notification": {"webhook_job_max_retry": 1},
+                "sidecar": {"delivery": {"auto_disable_after": "2s"}}})
+    admin = sidecar.admin_headers()
+    repo = f"down-{uuid.uuid4().hex[:8]}"
+    layout, _ = image("v1")
+
+    def push(tag: str) -> None:
+        clients.push(layout, "v1", f"{sidecar.netloc}/proj/{repo}:{tag}")
+
+    push("a")
+    sidecar.wait_status(lambda s: s["deliveries"]["failed"] == 1)
+    time.sleep(2.5)
+    push("b")  # still failing, now for longer than 2 s: the target is disabled
+    status = sidecar.wait_status(lambda s: s["disabled_targets"])
+    [disabled] = status["disabled_targets"]
+    assert disabled["policy"] == "chat" and disabled["address"].endswith("?token=***")
+    assert "every delivery failed since" in disabled["reason"]
+    assert "500" in disabled["reason"] and "hush-77" not in json.dumps(status)
+    received = len(hook.requests)
+    push("c")  # recorded, not sent
+    status = sidecar.wait_status(lambda s: s["deliveries"]["skipped"] == 1)
+    assert len(hook.requests) == received
+
+    [policy] = requests.get(f"{sidecar.url}/api/v2.0/projects/proj/webhook/policies",
+                            headers=admin, timeout=10).json()
+    base = f"{sidecar.url}/api/v2.0/projects/proj/webhook/policies/{policy['id']}/health"
+    [target] = requests.get(base, headers=admin, timeout=10).json()["targets"]
+    assert target["disabled"] and target["skipped_deliveries"] == 1 and target["disabled_at"]
+    page = requests.get(f"{sidecar.url}/sidecar/ui/projects/{policy['project_id']}/webhooks/"
+                        f"{policy['id']}", headers=admin, timeout=10).text
+    assert 'id="reenable"' in page and "is disabled since" in page
+
+    healthy[0] = True
+    answer = requests.post(f"{base}/reenable", headers=admin, timeout=10).json()
+    assert answer == {"reenabled": 1, "replayed": 1}
+    sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 1
+                        and s["deliveries"]["skipped"] == 0 and not s["disabled_targets"])
+    assert len(hook.requests) == received + 1
+    push("d")  # enabled again: sent as usual
+    sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 2)

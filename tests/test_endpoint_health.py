@@ -44,3 +44,50 @@ def test_the_url_is_not_stored_in_clear(store):
     assert [row.key for row in PaceSlot.select()] == [pacing.key_of(URL)]
     assert "secret" not in pacing.key_of(URL)
     assert pacing.forget_idle(200.0) == 1
+
+
+def test_a_target_is_disabled_after_failing_long_enough_and_its_deliveries_skipped(store):
+    from sidecar.store import delivery_history
+    from sidecar.store import delivery_queue as queue
+    from sidecar.store import target_health
+    from sidecar.store.models import Delivery
+    from sidecar.store.models import Policy
+    from sidecar.store.models import Project
+    from sidecar.store.target_health import Observed
+
+    project = Project.create(name="proj", created_at=0)
+    policy = Policy.create(project=project, name="ci", created_at=0, updated_at=0)
+    target = {"type": "http", "address": "http://ci.example/hook?token=hush"}
+
+    def record() -> None:
+        queue.record_events([queue.NewEvent(
+            type="PUSH_ARTIFACT", occur_at=1, operator="", project="proj", repository="proj/a",
+            request_id="r", payload={}, deliveries=(queue.NewDelivery(policy.id, "ci", target),))],
+            max_attempts=1)
+
+    fail = Observed(policy.id, target, False, "abnormal response code: 500 hush")
+    assert target_health.observe([fail], after=100, now=1000.0) == []
+    assert target_health.observe([fail], after=100, now=1099.0) == []
+    # a success in between starts the streak again
+    target_health.observe([Observed(policy.id, target, True)], after=100, now=1100.0)
+    assert target_health.observe([fail], after=100, now=1150.0) == []
+    assert target_health.observe([fail], after=100, now=1250.0) == [
+        "http://ci.example/hook?token=***"]
+    [disabled] = target_health.disabled_targets()
+    assert (disabled.policy, disabled.since) == ("ci", 1250.0)
+    assert "hush" not in disabled.reason and "500" in disabled.reason
+    record()
+    [row] = Delivery.select()
+    assert row.status == "skipped" and "disabled" in row.last_error
+    assert target_health.disabled_targets()[0].skipped == 1
+    # 0 = never
+    other = {"type": "http", "address": "http://other.example/"}
+    bad = Observed(policy.id, other, False, "x")
+    target_health.observe([bad], after=0, now=0.0)
+    assert target_health.observe([bad], after=0, now=1e9) == []
+    # re-enabled: the skipped delivery queued again, new ones pending as usual
+    assert target_health.reenable_and_replay(policy.id, True) == (1, 1)
+    assert Delivery.get_by_id(row.id).status == "pending"
+    record()
+    assert Delivery.select().where(Delivery.status == "skipped").count() == 0
+    assert delivery_history.replay(skipped_ones=True).requeued == ()

@@ -190,9 +190,29 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reenable(args: argparse.Namespace) -> int:
+    if not _store_or_fail(args):
+        return 2
+    from sidecar.store.target_health import reenable_and_replay
+
+    reenabled, replayed = reenable_and_replay(args.policy_id, args.replay)
+    if args.json:
+        _print_json({"reenabled": reenabled, "replayed": replayed})
+    elif not reenabled:
+        print(f"policy {args.policy_id} has no disabled target")
+    else:
+        print(f"policy {args.policy_id}: {reenabled} target(s) re-enabled"
+              + (f", {replayed} skipped deliveries queued again" if args.replay else
+                 " (sidecar replay --skipped --policy-id ... sends what was skipped)"))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    if not args.ids and not args.failed:
-        print("sidecar replay: give delivery IDs or --failed", file=sys.stderr)
+    if not args.ids and not args.failed and not args.skipped:
+        print("sidecar replay: give delivery IDs, --failed or --skipped", file=sys.stderr)
+        return 2
+    if args.policy_id is not None and not args.skipped:
+        print("sidecar replay: --policy-id goes with --skipped", file=sys.stderr)
         return 2
     if args.since and not args.failed:
         print("sidecar replay: --since goes with --failed", file=sys.stderr)
@@ -208,7 +228,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sidecar.cli.report_text import replay_text
     from sidecar.store.delivery_history import replay
 
-    result = replay_json(replay(args.ids, failed=args.failed, since=since))
+    result = replay_json(replay(args.ids, failed=args.failed, since=since,
+                                skipped_ones=args.skipped, policy_id=args.policy_id))
     if args.json:
         _print_json(result)
     else:
@@ -267,8 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--failed", action="store_true", help="every failed delivery")
     replay.add_argument("--since", help="with --failed: only those that failed within "
                         "DURATION (e.g. 10m, 2h, 1d)")
+    replay.add_argument("--skipped", action="store_true",
+                        help="every delivery skipped while its target was disabled")
+    replay.add_argument("--policy-id", type=int, help="with --skipped: only this policy's")
     _store_args(replay)
     replay.set_defaults(func=cmd_replay)
+
+    reenable = sub.add_parser(
+        "reenable", help="re-enable a policy's targets disabled after failing too long "
+        "(sidecar.delivery.auto_disable_after)")
+    reenable.add_argument("policy_id", type=int, metavar="POLICY_ID")
+    reenable.add_argument("--replay", action="store_true",
+                          help="also queue the deliveries skipped while they were disabled")
+    _store_args(reenable)
+    reenable.set_defaults(func=cmd_reenable)
 
     quota_commands.add_parser(sub, _store_args, _store_or_fail)  # storage quotas (issue 10)
     return parser

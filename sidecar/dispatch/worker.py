@@ -30,7 +30,9 @@ from sidecar.store import clock
 from sidecar.store import delivery_queue as queue
 from sidecar.store import pacing
 from sidecar.store import policies as policy_store
+from sidecar.store import target_health
 from sidecar.store.executor import Executor
+from sidecar.store.models import DELIVERED
 from sidecar.store.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class DispatchSettings:
     claim_window: float = 0.01
     #: Where deliveries may go (network.allow_private_network_access and its allow-list).
     addresses: AddressPolicy = AddressPolicy()
+    #: A target whose every attempt failed this long is disabled (0: never; store.target_health)
+    auto_disable_after: float = 0.0
 
     @property
     def lease(self) -> float:
@@ -160,7 +164,7 @@ class Dispatcher:
             with self._outcomes_lock:
                 self._outcomes.append((delivery, outcome))
             self._outcome_ready.set()
-        elif not self._executor.run(queue.finish, delivery, outcome):
+        elif not self._executor.run(self._record, [(delivery, outcome)])[0]:
             log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
         self.sent += 1
 
@@ -180,7 +184,7 @@ class Dispatcher:
             if not batch:
                 return
             try:
-                recorded = self._executor.run(queue.finish_many, batch)
+                recorded = self._executor.run(self._record, batch)
             except Exception:
                 log.exception("recording %d outcomes failed; their leases will expire and "
                               "they are retried", len(batch))
@@ -189,6 +193,24 @@ class Dispatcher:
                 if not ok:
                     log.warning("delivery %s: claim was taken over; outcome not recorded",
                                 delivery.id)
+
+    def _record(self, batch: list[tuple[Delivery, queue.Outcome]]) -> list[bool]:
+        """Write a batch of outcomes, then what they say about each target's health (on a
+        database thread). A health write that fails never loses the outcomes."""
+        recorded = queue.finish_many(batch)
+        observed = [target_health.Observed(delivery.policy_id, delivery.target,
+                                           outcome.status == DELIVERED, outcome.error)
+                    for (delivery, outcome), ok in zip(batch, recorded, strict=True) if ok]
+        try:
+            disabled = target_health.observe(observed, self._settings.auto_disable_after)
+        except Exception:
+            log.exception("recording the targets' health failed")
+            return recorded
+        for address in disabled:
+            log.warning("target %s disabled: every delivery to it failed for %g s "
+                        "(sidecar.delivery.auto_disable_after); its new deliveries are skipped "
+                        "until it is re-enabled", address, self._settings.auto_disable_after)
+        return recorded
 
     def _context(self, delivery: Delivery, target: dict) -> Context:
         project_id = None

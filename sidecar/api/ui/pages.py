@@ -48,6 +48,7 @@ from sidecar.rules.policy import parse_policy
 from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
 from sidecar.store import policy_catalog as store
+from sidecar.store import target_health
 from sidecar.store.models import FAILED
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scan_status
@@ -245,6 +246,7 @@ def policy(project_id: int, policy_id: int):
     [triggers] = _db(history.policy_triggers, [stored])
     return render_template(
         "ui/policy.html", project=project, policy=cards.policy_card(triggers),
+        health=[t for t in _db(target_health.health_of, stored.id) if t["disabled"]],
         deliveries=[cards.delivery_row(d) for d in rows], total=total, page=page,
         pages=max((total + DELIVERIES_PER_PAGE - 1) // DELIVERIES_PER_PAGE, 1), show=show,
     )
@@ -379,6 +381,22 @@ def replay(project_id: int, policy_id: int, delivery_id: int):
               "ok")
     for skipped in result.skipped:
         flash(f"Delivery {skipped.id} not replayed: {skipped.reason}.", "error")
+    return redirect(url_for("ui.policy", project_id=project_id, policy_id=policy_id))
+
+
+def _reenable(project_id: int, policy_id: int) -> tuple[int, int]:
+    store.get_policy(project_id, policy_id)  # 404 unless it is this project's
+    return target_health.reenable_and_replay(policy_id, True)
+
+
+@bp.post("/projects/<int:project_id>/webhooks/<int:policy_id>/reenable")
+def reenable(project_id: int, policy_id: int):
+    """Re-enable the targets disabled after failing too long, and send what was skipped."""
+    reenabled, replayed = _db(_reenable, project_id, policy_id)
+    if replayed:
+        current_runtime().dispatcher.wake()
+    flash(f"{reenabled} endpoint(s) re-enabled; {replayed} skipped deliveries queued again.",
+          "ok")
     return redirect(url_for("ui.policy", project_id=project_id, policy_id=policy_id))
 
 
