@@ -62,6 +62,9 @@ def test_a_target_failing_too_long_is_disabled_skipped_and_replayed(
     assert disabled["policy"] == "chat" and disabled["address"].endswith("?token=***")
     assert "every delivery failed since" in disabled["reason"]
     assert "500" in disabled["reason"] and "hush-77" not in json.dumps(status)
+    html = requests.get(f"{sidecar.url}/sidecar/status?format=html", headers=admin,
+                        timeout=10).text
+    assert 'id="disabled"' in html and "hush-77" not in html
     received = len(hook.requests)
     push("c")  # recorded, not sent
     status = sidecar.wait_status(lambda s: s["deliveries"]["skipped"] == 1)

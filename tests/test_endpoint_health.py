@@ -91,3 +91,52 @@ def test_a_target_is_disabled_after_failing_long_enough_and_its_deliveries_skipp
     record()
     assert Delivery.select().where(Delivery.status == "skipped").count() == 0
     assert delivery_history.replay(skipped_ones=True).requeued == ()
+
+
+def test_cli_reenable_and_replay_skipped(tmp_path):
+    """`sidecar reenable ID --replay` and `sidecar replay --skipped` on a store, as an operator
+    runs them."""
+    import json
+    import subprocess
+
+    from sidecar.store import delivery_queue as queue
+    from sidecar.store import target_health
+    from sidecar.store.models import Delivery
+    from sidecar.store.models import Policy
+    from sidecar.store.models import Project
+    from sidecar.store.target_health import Observed
+    from tests.support.sidecar import sidecar_command
+
+    database = f"sqlite:///{tmp_path / 'cli.db'}"
+    store_db.bind(database)
+    project = Project.create(name="proj", created_at=0)
+    policy = Policy.create(project=project, name="ci", created_at=0, updated_at=0)
+    target = {"type": "http", "address": "http://ci.example/hook"}
+    fail = Observed(policy.id, target, False, "abnormal response code: 503")
+    target_health.observe([fail], after=10, now=0.0)
+    target_health.observe([fail], after=10, now=20.0)
+
+    def record() -> None:
+        queue.record_events([queue.NewEvent(
+            type="PUSH_ARTIFACT", occur_at=1, operator="", project="proj", repository="proj/a",
+            request_id="r", payload={}, deliveries=(queue.NewDelivery(policy.id, "ci", target),))],
+            max_attempts=1)
+
+    record()
+    record()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*sidecar_command(), *args, "--database", database],
+                              capture_output=True, text=True, timeout=60)
+
+    done = cli("replay", "--skipped", "--policy-id", str(policy.id + 1), "--json")
+    assert done.returncode == 1 or json.loads(done.stdout)["requeued"] == []
+    done = cli("reenable", str(policy.id))
+    assert done.returncode == 0 and "1 target(s) re-enabled" in done.stdout, done.stderr
+    assert cli("reenable", str(policy.id)).stdout.strip() == \
+        f"policy {policy.id} has no disabled target"
+    done = cli("replay", "--skipped", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["requeued"]) == 2
+    assert Delivery.select().where(Delivery.status == "pending").count() == 2
+    assert cli("replay", "--policy-id", "3").returncode == 2  # --policy-id goes with --skipped
