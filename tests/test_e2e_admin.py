@@ -14,6 +14,7 @@ import http.client
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -164,3 +165,21 @@ def test_bad_keys_stop_the_start(tmp_path, registry, sidecar_keys, message):
     assert done.returncode == 2
     assert message in done.stderr, done.stderr
 
+
+
+def test_access_log_shows_the_client_a_trusted_proxy_names(sidecar_factory):
+    sidecar = sidecar_factory({"projects": []}, config={
+        "harbor_admin_password": PASSWORD,
+        "sidecar": {"trusted_proxies": ["127.0.0.1/32"], "access_log": True}})
+    _get(sidecar, "/v2/", {"X-Forwarded-For": "198.51.100.33"})  # proxied: the lean path
+    _get(sidecar, "/sidecar/healthz", {"X-Forwarded-For": "198.51.100.34"})  # Flask
+    _get(sidecar, "/v2/", {"X-Forwarded-For": "198.51.100.35"}, source="127.0.0.2")
+    deadline = time.monotonic() + 10
+    while sidecar.log().count('"GET /v2/ ') < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in sidecar.log().splitlines() if '"GET /' in line]
+    assert any(line.startswith("198.51.100.33 ") and "/v2/" in line for line in lines), lines
+    assert any(line.startswith("198.51.100.34 ") and "healthz" in line for line in lines), lines
+    # from a peer that is no trusted proxy, the header is not believed
+    assert any(line.startswith("127.0.0.2 ") for line in lines), lines
+    assert not any(line.startswith("198.51.100.35 ") for line in lines), lines
