@@ -8,13 +8,23 @@ import pytest
 from sidecar.dispatch.ratelimit import IntervalLimiter
 from sidecar.store import db as store_db
 from sidecar.store import pacing
+from tests.support import postgres
 
 URL = "https://hooks.slack.example/services/T0/B0/secret"
 
 
-@pytest.fixture
-def store(tmp_path):
-    store_db.bind(f"sqlite:///{tmp_path / 'health.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """SQLite and PostgreSQL: the upserts and row locks differ between them."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'health.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        postgres.reset_schema(url)
+    db = store_db.bind(url)
+    db.connect(reuse_if_open=True)
+    yield
+    db.close()
 
 
 def _process() -> IntervalLimiter:

@@ -10,6 +10,7 @@ from sidecar.clientaddr import is_loopback
 from sidecar.store import db as store_db
 from sidecar.store import login_throttle
 from sidecar.store.login_throttle import Throttle
+from tests.support import postgres
 
 
 def test_forwarded_for_only_from_trusted_peers():
@@ -33,9 +34,18 @@ def test_loopback():
     assert not is_loopback("10.0.0.1") and not is_loopback("")
 
 
-@pytest.fixture
-def store(tmp_path):
-    store_db.bind(f"sqlite:///{tmp_path / 'guard.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """SQLite and PostgreSQL: the upserts and row locks differ between them."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'guard.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        postgres.reset_schema(url)
+    db = store_db.bind(url)
+    db.connect(reuse_if_open=True)
+    yield
+    db.close()
 
 
 def test_throttle_counts_failures_and_a_window_ends(store):
