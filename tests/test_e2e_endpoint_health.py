@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
 import requests
 
 from tests.support import clients
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def _rules(target: dict) -> dict:
@@ -80,8 +85,19 @@ def test_a_target_failing_too_long_is_disabled_skipped_and_replayed(
     assert 'id="reenable"' in page and "is disabled since" in page
 
     healthy[0] = True
+    # the UI's button: log in with the form, then post the policy page's re-enable form
+    browser = requests.Session()
+    login = browser.get(f"{sidecar.url}/sidecar/ui/login", timeout=10).text
+    browser.post(f"{sidecar.url}/sidecar/ui/login", timeout=10, data={
+        "csrf_token": _csrf(login), "username": "admin", "password": "Harbor12345"})
+    ui_page = f"{sidecar.url}/sidecar/ui/projects/{policy['project_id']}/webhooks/{policy['id']}"
+    page = browser.get(ui_page, timeout=10).text
+    done = browser.post(f"{ui_page}/reenable", data={"csrf_token": _csrf(page)}, timeout=10)
+    assert done.status_code == 200 and "1 endpoint(s) re-enabled; 1 skipped deliveries queued" \
+        in done.text
+    # nothing left for the API to re-enable
     answer = requests.post(f"{base}/reenable", headers=admin, timeout=10).json()
-    assert answer == {"reenabled": 1, "replayed": 1}
+    assert answer == {"reenabled": 0, "replayed": 0}
     sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 1
                         and s["deliveries"]["skipped"] == 0 and not s["disabled_targets"])
     assert len(hook.requests) == received + 1
