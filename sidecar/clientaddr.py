@@ -1,7 +1,8 @@
 """Who the client is: the peer, or what a trusted front proxy says in X-Forwarded-For.
 
 `sidecar.trusted_proxies` (CIDRs) names the front proxies (a load balancer, nginx, an
-ingress) whose X-Forwarded-For and X-Forwarded-Proto are believed. Anyone else can write
+ingress) whose X-Forwarded-For and X-Forwarded-Proto are believed (the scheme is gunicorn's
+`forwarded_allow_ips`, which serve.py sets from the same list). Anyone else can write
 those headers too, so from other peers they are ignored: the address the login throttle
 counts, the default-password lock-down checks and the logs show is then the peer's own.
 
@@ -45,14 +46,6 @@ class TrustedProxies:
             if not self.trusts(hop):
                 return _valid(hop) or peer
         return _valid(hops[0]) if hops and _valid(hops[0]) else peer
-
-    def https(self, peer: str, scheme: str, forwarded_proto: str | None) -> bool:
-        """Whether the client's own connection was HTTPS."""
-        if scheme == "https":
-            return True
-        if forwarded_proto and self.trusts(peer):
-            return forwarded_proto.split(",")[0].strip().lower() == "https"
-        return False
 
 
 def _valid(text: str) -> str:
