@@ -19,6 +19,7 @@ from sidecar.api import harbor as harbor_api
 from sidecar.api import ui as ui_api
 from sidecar.api.ops import metrics as metrics_api
 from sidecar.api.ops import status as status_api
+from sidecar.clientaddr import TrustedProxies
 from sidecar.config import Settings
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.retry import RetryPolicy
@@ -102,6 +103,7 @@ class Runtime:
                     backoff_max=settings.backoff_max_seconds,
                 ),
                 addresses=self.addresses,
+                auto_disable_after=settings.auto_disable_after,
             ),
             observe=metrics.observe_attempt,
         )
@@ -190,17 +192,20 @@ class Runtime:
 
     def _sweep_old_records(self) -> None:
         days = self.settings.retention_days
-        while not self._stopping and days > 0:
+        keep = self.settings.history_per_policy
+        while not self._stopping and (days > 0 or keep > 0):
             time.sleep(self.settings.retention_sweep_seconds)
             now = time.time()
+            cutoff = now - days * 86400 if days > 0 else 0.0  # 0 days: no age limit
             try:
-                swept = self.executor.run(retention.sweep, now - days * 86400, now)
+                swept = self.executor.run(retention.sweep, cutoff, now, keep)
             except Exception:
                 log.exception("sweeping old deliveries and events failed")
                 continue
             if swept.deliveries or swept.events:
-                log.info("retention: deleted %d deliveries and %d events older than %g days",
-                         swept.deliveries, swept.events, days)
+                log.info("retention: deleted %d deliveries and %d events (older than %g days, "
+                         "or beyond a policy's newest %d)", swept.deliveries, swept.events, days,
+                         self.settings.history_per_policy)
 
     # -- switches --------------------------------------------------------------------------
     def notifications_enabled(self) -> bool:
@@ -243,10 +248,14 @@ class Runtime:
 class SidecarApp:
     """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy."""
 
-    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None):
+    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None,
+                 proxies: TrustedProxies | None = None):
         self.flask_app = flask_app
         self.proxy = proxy
         self.charts = charts  # chart routes (/chartrepo/..., ChartMuseum's) when configured
+        # sidecar.trusted_proxies: whose X-Forwarded-For names the client (the worker's access
+        # log reads it here too)
+        self.proxies = proxies or TrustedProxies()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -254,6 +263,10 @@ class SidecarApp:
             return self.charts(environ, start_response)
         if path.startswith(SIDECAR_PREFIX) or (
                 path.startswith(HARBOR_API_PREFIX) and not path.startswith(CHARTREPO_PREFIX)):
+            # the client's address for the login throttle, the default-password lock-down and
+            # the access log: a trusted front proxy's X-Forwarded-For, else the peer
+            environ["REMOTE_ADDR"] = self.proxies.client(environ.get("REMOTE_ADDR", ""),
+                                                         environ.get("HTTP_X_FORWARDED_FOR"))
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
@@ -338,7 +351,8 @@ def create_app(settings: Settings, start: bool = True,
                             inspect_limit=settings.chart_inspect_bytes,
                             observe=metrics.observe_request)
     add_replication(runtime)
-    app = SidecarApp(create_flask(runtime), proxy, charts)
+    app = SidecarApp(create_flask(runtime), proxy, charts,
+                     TrustedProxies(settings.trusted_proxies))
     if start:
         runtime.start()
     return app, runtime

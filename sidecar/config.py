@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ import yaml
 
 from sidecar.registry.credential import Credential
 from sidecar.rules.load import expand_env
+
+HARBOR_DEFAULT_PASSWORD = "Harbor12345"
 
 
 class ConfigError(ValueError):
@@ -41,7 +44,7 @@ class Settings:
     backoff_seconds: float = 15.0
     backoff_max_seconds: float = 900.0
     notification_enable: bool = True
-    admin_password: str = "Harbor12345"
+    admin_password: str = "Harbor12345"  # Harbor's published default: see default_password
     log_level: str = "info"
     rules_poll_seconds: float = 2.0
     upstream_read_timeout: float = 300.0
@@ -78,6 +81,23 @@ class Settings:
     # URL handed to scanner adapters ("" = the upstream, so their pulls fire no events)
     scan_timeout_seconds: float = 600.0
     scan_registry_url: str = ""
+    # admin surfaces: /sidecar/status open to anyone (default: the admin only), /sidecar/metrics
+    # behind the admin (default: open), and the front proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (CIDRs; default: none)
+    public_status: bool = False
+    metrics_auth: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    # endpoint health: a target whose deliveries all failed for this long is disabled
+    # (seconds; 0 = never; Svix's 5 days), and each policy keeps its newest N executions
+    # (Harbor's 50; 0 = no cap, only retention_days)
+    auto_disable_after: float = 5 * 86400.0
+    history_per_policy: int = 50
+
+    @property
+    def default_password(self) -> bool:
+        """harbor_admin_password is still Harbor's published default: the API, UI and status
+        then answer only loopback clients (api.guard), and `sidecar serve` warns."""
+        return self.admin_password == HARBOR_DEFAULT_PASSWORD
 
     @property
     def scan_registry(self) -> str:
@@ -98,11 +118,40 @@ _SIDECAR_KEYS = {
     "registry_credential": dict, "scan": dict,
     "http_worker": str,
     "blob_redirect": str,
+    "public_status": bool, "metrics_auth": bool, "trusted_proxies": list,
 }
 HTTP_WORKERS = ("sidecar", "gunicorn")
 #: harbor.yml's levels; Python's logging knows each name.
 LOG_LEVELS = ("debug", "info", "warning", "error", "fatal", "critical")
-_DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float}
+_DELIVERY_KEYS = {"backoff_seconds": float, "backoff_max_seconds": float,
+                  "auto_disable_after": object, "history_per_policy": int}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '2h', '5d', '1w' (a bare number is seconds) -> seconds."""
+    match = _DURATION.match(str(text).lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 10m")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _duration(value: Any, where: str) -> float:
+    """A duration key: seconds as a number, or a string such as "5d" or "12h"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a duration such as 5d, 12h or seconds, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a duration such as 5d, 12h, 30m or a number "
+                              f"of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise ConfigError(f"{where} must be 0 (never) or more, got {value!r}")
+    return seconds
 _JOBS_KEYS = {"workers": int, "lease_seconds": float, "backoff_seconds": float,
               "backoff_max_seconds": float}
 _SCAN_KEYS = {"timeout_seconds": float, "registry_url": str}
@@ -211,10 +260,13 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
                 if sub not in keys:
                     raise ConfigError(f"{path}: unknown key sidecar.{key}.{sub} "
                                       f"(known: {', '.join(sorted(keys))})")
+                if keys[sub] is object:  # a duration
+                    out[prefix + sub] = _duration(sub_value, f"{path}: sidecar.{key}.{sub}")
+                    continue
                 out[prefix + sub] = _typed(sub_value, keys[sub], f"{path}: sidecar.{key}.{sub}")
             continue
-        if key == "webhook_allowed_networks":
-            out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path)
+        if key in ("webhook_allowed_networks", "trusted_proxies"):
+            out[key] = _networks(_typed(value, list, f"{path}: sidecar.{key}"), path, key)
             continue
         if key == "registry_credential":
             out[key] = _credential(value, f"{path}: sidecar.registry_credential")
@@ -223,13 +275,13 @@ def _from_mapping(raw: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-def _networks(values: list[Any], path: str) -> tuple[str, ...]:
+def _networks(values: list[Any], path: str, key: str) -> tuple[str, ...]:
     """CIDRs, each checked here so a typo stops the start instead of allowing nothing."""
     for value in values:
         try:
             ipaddress.ip_network(str(value).strip(), strict=True)
         except ValueError as exc:
-            raise ConfigError(f"{path}: sidecar.webhook_allowed_networks: {value!r} is not a "
+            raise ConfigError(f"{path}: sidecar.{key}: {value!r} is not a "
                               f"CIDR network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
     return tuple(str(value).strip() for value in values)
 
@@ -322,6 +374,10 @@ def validate(settings: Settings) -> None:
     if not settings.database.startswith(("sqlite:", "postgres:", "postgresql:")):
         raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., "
                           f"got {settings.database!r}")
+    if settings.history_per_policy < 0:
+        raise ConfigError("sidecar.delivery.history_per_policy must be 0 (no cap) or more")
+    if settings.auto_disable_after < 0:
+        raise ConfigError("sidecar.delivery.auto_disable_after must be 0 (never) or more")
     if settings.retention_days < 0:
         raise ConfigError("sidecar.retention_days must be >= 0 (0 keeps everything)")
     if settings.retention_sweep_seconds <= 0:

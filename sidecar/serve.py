@@ -104,6 +104,9 @@ class SidecarServer(BaseApplication):
             "limit_request_field_size": 65536,
             "limit_request_fields": 200,
             "loglevel": s.log_level,
+            # X-Forwarded-Proto (the scheme, the UI cookie's Secure) only from these front
+            # proxies: none unless sidecar.trusted_proxies names them
+            "forwarded_allow_ips": ",".join(s.trusted_proxies),
             "accesslog": "-" if s.access_log else None,
             "errorlog": "-",
             "proc_name": "registry-webhook-sidecar",

@@ -127,7 +127,7 @@ def test_replay_refuses_what_it_cannot_do(failed_delivery):
     assert missing.returncode == 1
     assert "skipped 999999: no such delivery" in missing.stdout
     nothing = sidecar_cli("replay", "--database", sidecar.database, check=False)
-    assert nothing.returncode == 2 and "give delivery IDs or --failed" in nothing.stderr
+    assert nothing.returncode == 2 and "give delivery IDs, --failed or --skipped" in nothing.stderr
     bad = sidecar_cli("replay", "--failed", "--since", "soon", "--database", sidecar.database,
                       check=False)
     assert bad.returncode == 2 and "bad duration 'soon'" in bad.stderr

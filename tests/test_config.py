@@ -194,7 +194,8 @@ def test_unknown_sidecar_key_is_refused_naming_it_and_the_known_ones(harbor_yml)
 def test_unknown_delivery_key_is_refused(harbor_yml):
     path = harbor_yml("sidecar:\n  delivery:\n    max_attempts: 5\n")
     assert refused(path) == (f"{path}: unknown key sidecar.delivery.max_attempts "
-                             "(known: backoff_max_seconds, backoff_seconds)")
+                             "(known: auto_disable_after, backoff_max_seconds, backoff_seconds, "
+                             "history_per_policy)")
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -320,6 +321,66 @@ def test_harbors_network_key_and_the_allowed_networks(harbor_yml):
 def test_bad_network_settings_are_refused(harbor_yml, text, message):
     path = harbor_yml(text)
     assert refused(path).startswith(f"{path}: {message}")
+
+
+def test_admin_surface_keys(harbor_yml):
+    defaults = load_settings(None)
+    assert (defaults.public_status, defaults.metrics_auth, defaults.trusted_proxies) == \
+        (False, False, ())
+    assert defaults.default_password
+    settings = load_settings(harbor_yml("""\
+        harbor_admin_password: not-the-default
+        sidecar:
+          public_status: true
+          metrics_auth: true
+          trusted_proxies: [127.0.0.1/32, "fd00::/8"]
+    """))
+    assert (settings.public_status, settings.metrics_auth, settings.trusted_proxies) == \
+        (True, True, ("127.0.0.1/32", "fd00::/8"))
+    assert not settings.default_password
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sidecar:\n  trusted_proxies: [10.0.0.0/33]\n",
+     "sidecar.trusted_proxies: '10.0.0.0/33' is not a CIDR network"),
+    ("sidecar:\n  trusted_proxies: [lb.internal]\n",
+     "sidecar.trusted_proxies: 'lb.internal' is not a CIDR network"),
+    ("sidecar:\n  trusted_proxies: 10.0.0.0/8\n", "sidecar.trusted_proxies must be list"),
+    ("sidecar:\n  public_status: 'yes'\n", "sidecar.public_status must be bool"),
+    ("sidecar:\n  metrics_auth: 1\n", "sidecar.metrics_auth must be bool"),
+])
+def test_bad_admin_surface_keys_are_refused(harbor_yml, text, message):
+    path = harbor_yml(text)
+    assert refused(path).startswith(f"{path}: {message}")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("5d", 5 * 86400.0), ("12h", 43200.0), ("90", 90.0), (3600, 3600.0), (0, 0.0), ("1w", 604800.0),
+])
+def test_auto_disable_after_is_a_duration(harbor_yml, value, seconds):
+    settings = load_settings(harbor_yml(
+        f"sidecar:\n  delivery:\n    auto_disable_after: {value!r}\n"
+        "    history_per_policy: 20\n"))
+    assert settings.auto_disable_after == seconds and settings.history_per_policy == 20
+    assert load_settings(None).auto_disable_after == 5 * 86400.0
+    assert load_settings(None).history_per_policy == 50
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("auto_disable_after: 5 days", "sidecar.delivery.auto_disable_after must be a duration "
+     "such as 5d, 12h, 30m or a number of seconds, got '5 days'"),
+    ("auto_disable_after: -1", "sidecar.delivery.auto_disable_after must be 0 (never) or more"),
+    ("auto_disable_after: true", "sidecar.delivery.auto_disable_after must be a duration"),
+    ("history_per_policy: many", "sidecar.delivery.history_per_policy must be int"),
+])
+def test_bad_endpoint_health_keys_are_refused(harbor_yml, text, message):
+    path = harbor_yml(f"sidecar:\n  delivery:\n    {text}\n")
+    assert refused(path).startswith(f"{path}: {message}")
+
+
+def test_negative_history_cap_is_refused():
+    with pytest.raises(ConfigError, match="history_per_policy must be 0"):
+        validate(Settings(history_per_policy=-1))
 
 
 def test_values_name_environment_variables_like_the_rules_file(harbor_yml):

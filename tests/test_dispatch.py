@@ -26,6 +26,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import SKIPPED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from tests.support.ports import free_port
@@ -217,7 +218,7 @@ def test_stop_gives_back_claims_not_yet_sent(store, receivers):
     for delivery in queue.claim(3, LEASE):
         dispatcher.lane._work.put(delivery)
     dispatcher.stop(grace=0)
-    assert queue.counts() == {PENDING: 5, SENDING: 0, DELIVERED: 0, FAILED: 0}
+    assert queue.counts() == {PENDING: 5, SENDING: 0, DELIVERED: 0, FAILED: 0, SKIPPED: 0}
     assert len(queue.claim(5, LEASE)) == 5
     assert receiver.requests == []
 

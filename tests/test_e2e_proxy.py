@@ -354,7 +354,8 @@ def test_upstream_down_answers_oci_unavailable_and_stays_up(sidecar_factory):
     health = call(sidecar.netloc, "GET", "/sidecar/healthz")
     assert health.status == 503
     assert json.loads(health.body)["status"] == "upstream unavailable"
-    assert call(sidecar.netloc, "GET", "/sidecar/status").status == 200
+    assert call(sidecar.netloc, "GET", "/sidecar/status",
+                headers=tuple(sidecar.admin_headers().items())).status == 200
     assert recorded.events(sidecar) == []
     assert len(_worker_boots(sidecar)) == 1
 

@@ -136,12 +136,13 @@ def test_status_metrics_and_the_project_list_show_used_and_limit(sidecar, image,
     clients.push(layout, "v1", f"{sidecar.netloc}/{name}/app:v1")
     used = quota.settled(sidecar.database, name)["used"]
 
-    status = requests.get(f"{sidecar.url}/sidecar/status", timeout=10, headers=CLOSE).json()
+    status = requests.get(f"{sidecar.url}/sidecar/status", timeout=10,
+                          headers={**CLOSE, **sidecar.admin_headers()}).json()
     [row] = [q for q in status["quotas"] if q["project"] == name]
     assert (row["used"], row["limit"], row["state"], row["limit_text"]) == (
         used, 1024 * KIB, "warning", "1.0 MiB")
     page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
-                        headers=CLOSE).text
+                        headers={**CLOSE, **sidecar.admin_headers()}).text
     assert re.search(rf'<meter class="quota" min="0" max="{1024 * KIB}" value="{used}"', page)
 
     scraped = requests.get(f"{sidecar.url}/sidecar/metrics", timeout=10, headers=CLOSE).text

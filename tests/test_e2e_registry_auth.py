@@ -248,8 +248,9 @@ def test_basic_auth_registry_with_the_sidecars_credential(
 
 
 def _status_html(sidecar) -> str:
-    with urllib.request.urlopen(f"{sidecar.url}/sidecar/status?format=html",
-                                timeout=10) as response:
+    request = urllib.request.Request(f"{sidecar.url}/sidecar/status?format=html",
+                                     headers=sidecar.admin_headers())
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.read().decode()
 
 

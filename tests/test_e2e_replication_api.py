@@ -161,12 +161,14 @@ def test_a_manual_run_through_the_api(running, receiver, dest, image):
         f"execution {execution_id} contains no task with ID 99999"
     assert api("GET", "/replication/executions/99999").status_code == 404
 
-    status = requests.get(f"{sidecar.url}/sidecar/status", timeout=10).json()["replication"]
+    status = requests.get(f"{sidecar.url}/sidecar/status", timeout=10,
+                          headers=sidecar.admin_headers()).json()["replication"]
     assert status["tasks"]["Success"] == 1
     assert status["recent_executions"][0]["bytes"] > 0
     assert {r["name"]: r["credential"] for r in status["registries"]} == {
         "dr": "configured", "nowhere": "anonymous"}
-    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10).text
+    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
+                        headers=sidecar.admin_headers()).text
     assert "Replication" in page and "nightly" in page
     for text in (page, str(status), sidecar.log()):
         assert DR_PASSWORD not in text

@@ -122,7 +122,8 @@ def test_a_push_is_scanned_and_the_receiver_gets_harbors_summary(
     [shown] = sidecar.status()["scans"]["recent"]
     assert (shown["artifact"], shown["status"], shown["severity"], shown["total"]) == \
         ("proj/app:v1", "succeeded", expected["severity"], expected["total"])
-    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10).text
+    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
+                        headers=sidecar.admin_headers()).text
     assert "<h2 id=\"scans\">Scans</h2>" in page and "<code>proj/app:v1</code>" in page
     project_id = api(sidecar, "GET", "/projects/proj").json()["project_id"]
     ui = requests.get(f"{sidecar.url}/sidecar/ui/projects/{project_id}/webhooks", auth=ADMIN,
@@ -220,7 +221,8 @@ def test_a_wrong_registry_credential_fails_the_scan_with_the_reason(
     assert "the registry refused the sidecar's registry_credential" in job["last_error"]
     assert submissions(scanner) == []  # nothing was handed to the adapter
     assert "not-the-password" not in job["last_error"] + sidecar.log()
-    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10).text
+    page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
+                        headers=sidecar.admin_headers()).text
     assert "the registry refused the sidecar&#39;s registry_credential" in page
     assert "not-the-password" not in page
 

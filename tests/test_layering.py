@@ -28,7 +28,9 @@ ALLOWED = {
     "jobs": {"store", "rules"},  # rules.cron: Harbor's schedules
     "registry": {"neterrors"},
     "proxy": {"events", "neterrors", "registry"},
-    "server": {"proxy"},  # the gunicorn worker hands proxied requests to the proxy
+    "server": {"proxy"},
+    # a leaf: the client's address behind trusted front proxies (sidecar.trusted_proxies)
+    "clientaddr": set(),  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules", "store", "jobs", "registry"},
     "retain": {"events", "rules"},
@@ -40,7 +42,7 @@ ALLOWED = {
     "config": {"registry", "rules"},
     "metrics": set(),
     # what the three audiences share: Basic auth, the global switch
-    "api": {"store"},
+    "api": {"store", "clientaddr"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
                    "redact", "timefmt", "scan", "replicate"},
     "api.ops": {"api", "events", "store", "redact", "timefmt", "metrics", "registry"},
@@ -50,7 +52,8 @@ ALLOWED = {
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
             "dispatch.formats", "redact", "timefmt", "proxy", "serve", "registry", "scan",
             "replicate"},
-    "app": {"api", "api.harbor", "api.ops", "api.ui", "config", "dispatch", "events", "jobs",
+    "app": {"api", "api.harbor", "api.ops", "api.ui", "clientaddr", "config", "dispatch",
+            "events", "jobs",
             "metrics",
             "preload",
             "proxy", "quota", "record", "registry", "replicate", "rules", "scan", "store"},
@@ -61,7 +64,8 @@ ALLOWED = {
 }
 #: No I/O library imported here: rendering and rule checking are testable without a network
 #: or a database, and cannot block a worker.
-PURE = ("events", "dispatch.formats", "dispatch.render", "dispatch.retry", "dispatch.signing",
+PURE = ("events", "clientaddr", "dispatch.formats", "dispatch.render", "dispatch.retry",
+        "dispatch.signing",
         "rules.policy", "rules.target", "rules.match", "redact", "timefmt", "api.harbor.shapes",
         "api.ops.report", "api.ui.cards", "api.ui.forms", "cli.report_text")
 #: pure modules inside packages that also do I/O, held to more: of the sidecar they import

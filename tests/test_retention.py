@@ -84,3 +84,35 @@ def test_a_running_sidecar_forgets_old_deliveries(sidecar_factory, receiver, ima
     receiver.wait_for(1)
     sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 1)
     sidecar.wait_status(lambda s: s["deliveries"]["delivered"] == 0 and not s["recent"])
+
+
+def test_each_policy_keeps_its_newest_executions(store):
+    from sidecar.store.models import Policy
+    from sidecar.store.models import Project
+
+    project = Project.create(name="proj", created_at=0)
+    busy = Policy.create(project=project, name="busy", created_at=0, updated_at=0)
+    quiet = Policy.create(project=project, name="quiet", created_at=0, updated_at=0)
+    target = {"type": "http", "address": "http://127.0.0.1:9/hook"}
+
+    def fire(policy, n: int, targets: int = 2) -> None:
+        queue.record_events([queue.NewEvent(
+            type="PUSH_ARTIFACT", occur_at=n, operator="", project="proj",
+            repository="proj/app", request_id=f"{policy.name}{n}", payload={},
+            deliveries=tuple(queue.NewDelivery(policy.id, policy.name, target)
+                             for _ in range(targets)))], max_attempts=1)
+
+    for n in range(8):
+        fire(busy, n)
+    fire(quiet, 100)
+    for _ in range(16):
+        settle(DELIVERED)
+    fire(busy, 8)  # still pending: never swept, whatever its rank
+    swept = retention.sweep(cutoff=0, now=time.time(), keep_per_policy=3)
+    # busy kept the deliveries of its newest 3 events (8 pending, 7, 6), two targets each
+    assert swept.deliveries == 12
+    kept = {(d.policy_id, d.event_id) for d in Delivery.select()}
+    assert len({e for p, e in kept if p == busy.id}) == 3
+    assert Delivery.select().where(Delivery.policy == quiet.id).count() == 2
+    assert Attempt.select().count() == 16 - 12 + 0
+    assert retention.sweep(cutoff=0, now=time.time(), keep_per_policy=3).deliveries == 0

@@ -19,6 +19,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import SKIPPED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
@@ -228,12 +229,13 @@ class TestStoreContract:
         assert queue.requeue([]) == 0
 
     def test_counts(self, store):
-        assert queue.counts() == {PENDING: 0, SENDING: 0, DELIVERED: 0, FAILED: 0}
+        assert queue.counts() == {PENDING: 0, SENDING: 0, DELIVERED: 0, FAILED: 0, SKIPPED: 0}
         queue.record_events([new_event(n=i) for i in range(5)], max_attempts=1)
         a, b, c = queue.claim(3, LEASE)
         queue.finish(a, outcome(DELIVERED, 200))
         queue.finish(b, outcome(FAILED, 500, "abnormal response code: 500"))
-        assert queue.counts() == {PENDING: 2, SENDING: 1, DELIVERED: 1, FAILED: 1}
+        assert queue.counts() == {PENDING: 2, SENDING: 1, DELIVERED: 1, FAILED: 1,
+                                  SKIPPED: 0}
 
     def test_migrations_are_idempotent(self, store):
         store_db.bind(store.url)

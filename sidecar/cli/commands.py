@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import sys
 
@@ -16,6 +15,7 @@ from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
 from sidecar.config import Settings
 from sidecar.config import load_settings
+from sidecar.config import parse_duration
 from sidecar.config import validate
 from sidecar.redact import database_url
 from sidecar.redact import redact_address
@@ -42,6 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    if settings.default_password:
+        logging.getLogger("sidecar").warning(
+            "harbor_admin_password is Harbor's published default: the API, web UI and status "
+            "answer only clients on this host until you set a password of your own in "
+            "harbor.yml (harbor_admin_password) and restart")
     from sidecar.preload import prepare_apart
     from sidecar.serve import prepare_metrics_dir
     from sidecar.serve import run
@@ -129,10 +134,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         import requests
 
         try:
+            # the status is the admin's: the password of --config's harbor.yml (or its
+            # default), unless the sidecar serves it publicly (sidecar.public_status)
+            password = load_settings(args.config).admin_password
             response = requests.get(args.url.rstrip("/") + "/sidecar/status",
-                                    headers={"Accept": "application/json"}, timeout=10)
+                                    headers={"Accept": "application/json"}, timeout=10,
+                                    auth=("admin", password))
             response.raise_for_status()
             status = response.json()
+        except ConfigError as exc:
+            print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+            return 2
         except (requests.RequestException, ValueError) as exc:
             print(f"sidecar: cannot read status from {args.url}: {exc}", file=sys.stderr)
             return 1
@@ -179,21 +191,29 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+def cmd_reenable(args: argparse.Namespace) -> int:
+    if not _store_or_fail(args):
+        return 2
+    from sidecar.store.target_health import reenable_and_replay
 
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '2h', '1d', '1w' (a bare number is seconds) -> seconds."""
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 10m")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    reenabled, replayed = reenable_and_replay(args.policy_id, args.replay)
+    if args.json:
+        _print_json({"reenabled": reenabled, "replayed": replayed})
+    elif not reenabled:
+        print(f"policy {args.policy_id} has no disabled target")
+    else:
+        print(f"policy {args.policy_id}: {reenabled} target(s) re-enabled"
+              + (f", {replayed} skipped deliveries queued again" if args.replay else
+                 " (sidecar replay --skipped --policy-id ... sends what was skipped)"))
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    if not args.ids and not args.failed:
-        print("sidecar replay: give delivery IDs or --failed", file=sys.stderr)
+    if not args.ids and not args.failed and not args.skipped:
+        print("sidecar replay: give delivery IDs, --failed or --skipped", file=sys.stderr)
+        return 2
+    if args.policy_id is not None and not args.skipped:
+        print("sidecar replay: --policy-id goes with --skipped", file=sys.stderr)
         return 2
     if args.since and not args.failed:
         print("sidecar replay: --since goes with --failed", file=sys.stderr)
@@ -209,7 +229,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sidecar.cli.report_text import replay_text
     from sidecar.store.delivery_history import replay
 
-    result = replay_json(replay(args.ids, failed=args.failed, since=since))
+    result = replay_json(replay(args.ids, failed=args.failed, since=since,
+                                skipped_ones=args.skipped, policy_id=args.policy_id))
     if args.json:
         _print_json(result)
     else:
@@ -268,8 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--failed", action="store_true", help="every failed delivery")
     replay.add_argument("--since", help="with --failed: only those that failed within "
                         "DURATION (e.g. 10m, 2h, 1d)")
+    replay.add_argument("--skipped", action="store_true",
+                        help="every delivery skipped while its target was disabled")
+    replay.add_argument("--policy-id", type=int, help="with --skipped: only this policy's")
     _store_args(replay)
     replay.set_defaults(func=cmd_replay)
+
+    reenable = sub.add_parser(
+        "reenable", help="re-enable a policy's targets disabled after failing too long "
+        "(sidecar.delivery.auto_disable_after)")
+    reenable.add_argument("policy_id", type=int, metavar="POLICY_ID")
+    reenable.add_argument("--replay", action="store_true",
+                          help="also queue the deliveries skipped while they were disabled")
+    _store_args(reenable)
+    reenable.set_defaults(func=cmd_reenable)
 
     quota_commands.add_parser(sub, _store_args, _store_or_fail)  # storage quotas (issue 10)
     return parser

@@ -1,9 +1,11 @@
 """At most one message per interval per key (Slack: one per second per webhook URL).
 
-Shared by the sender threads (greenlets) of one process. Several gunicorn workers or sidecar
-instances each keep their own schedule, so W workers may send up to W messages a second to
-one URL; Slack tolerates short bursts and answers 429 + Retry-After beyond them, which
-`defer` then applies to every sender of this process.
+Shared by the sender threads (greenlets) of one process. With `schedule` and `push` (the
+dispatcher passes store.pacing's), the slots themselves come from the store, so every gunicorn
+worker and sidecar sharing it keeps one pace per URL; without them (unit tests), the schedule
+is this process's own. A receiver's 429 + Retry-After (`defer`) pauses the URL for every
+sender: through the store for new slots, and in this process also for a sender already
+sleeping towards its slot.
 
 A sender never waits long: a slot further away than `max_wait` is booked for that delivery,
 and the delivery goes back to the queue until shortly before it (`Slot.requeue_at`), so slow
@@ -35,9 +37,13 @@ class Slot:
 
 
 class IntervalLimiter:
-    def __init__(self, interval: float = 1.0, max_wait: float = 1.0):
+    def __init__(self, interval: float = 1.0, max_wait: float = 1.0,
+                 schedule: Callable[[str, float], float] | None = None,
+                 push: Callable[[str, float], None] | None = None):
         self.interval = interval
         self.max_wait = max_wait
+        self._schedule = schedule  # (key, now) -> the slot; the store's shared pace
+        self._push = push  # (key, until): a pause every process honours
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
         self._paused: dict[str, float] = {}
@@ -51,8 +57,12 @@ class IntervalLimiter:
                 if booked - now > self.max_wait:  # back early: keep the booking
                     return self._book(token, booked, now)
                 return Slot(booked, booked - now, False)
-            at = max(now, self._next.get(key, 0.0))
-            self._next[key] = at + self.interval
+            if self._schedule is None:
+                at = max(now, self._next.get(key, 0.0))
+                self._next[key] = at + self.interval
+        if self._schedule is not None:  # a database round trip: outside the lock
+            at = max(self._schedule(key, now), self._paused.get(key, 0.0))
+        with self._lock:
             if at - now > self.max_wait:
                 self._forget_stale(now)
                 return self._book(token, at, now)
@@ -74,6 +84,8 @@ class IntervalLimiter:
         with self._lock:
             self._paused[key] = max(self._paused.get(key, 0.0), until)
             self._next[key] = max(self._next.get(key, 0.0), until)
+        if self._push is not None:
+            self._push(key, until)
 
     def paused_until(self, key: str, now: float) -> float | None:
         """When a pause that began while a sender slept ends; None if `key` is not paused."""

@@ -26,9 +26,13 @@ from sidecar.dispatch.retry import parse_retry_after
 from sidecar.dispatch.sender import Answer
 from sidecar.dispatch.sender import Sender
 from sidecar.jobs.lane import Lane
+from sidecar.store import clock
 from sidecar.store import delivery_queue as queue
+from sidecar.store import pacing
 from sidecar.store import policies as policy_store
+from sidecar.store import target_health
 from sidecar.store.executor import Executor
+from sidecar.store.models import DELIVERED
 from sidecar.store.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,8 @@ class DispatchSettings:
     claim_window: float = 0.01
     #: Where deliveries may go (network.allow_private_network_access and its allow-list).
     addresses: AddressPolicy = AddressPolicy()
+    #: A target whose every attempt failed this long is disabled (0: never; store.target_health)
+    auto_disable_after: float = 0.0
 
     @property
     def lease(self) -> float:
@@ -67,8 +73,11 @@ class Dispatcher:
         self._observe = observe  # (outcome, seconds) after each attempt: metrics
         self._sender = Sender(settings.timeout, settings.addresses)
         self.sent = 0
-        # per process: with several workers each keeps its own pace (see dispatch.ratelimit)
-        self._slack = IntervalLimiter(interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL)
+        # one pace per URL for every worker and sidecar: the slots come from the store
+        self._slack = IntervalLimiter(
+            interval=SLACK_INTERVAL, max_wait=SLACK_INTERVAL,
+            schedule=lambda key, now: executor.run(pacing.reserve, key, SLACK_INTERVAL, now),
+            push=lambda key, until: executor.run(pacing.defer, key, until))
         self._project_ids: dict[tuple[int | None, str], int | None] = {}
         self._outcomes: list[tuple[Delivery, queue.Outcome]] = []
         self._outcomes_lock = threading.Lock()  # guards the list
@@ -120,7 +129,8 @@ class Dispatcher:
         target = delivery.target
         slack = min_interval(target) > 0  # the formats table says who is paced (Slack)
         if slack:
-            requeue_at = self._slack.turn(target.get("address", ""), delivery.uid)
+            requeue_at = self._slack.turn(target.get("address", ""), delivery.uid,
+                                          clock=clock.now)
             if requeue_at is not None:  # its turn is further off: back to the queue, no attempt
                 self._executor.run(queue.postpone, delivery, requeue_at)
                 return
@@ -138,7 +148,7 @@ class Dispatcher:
             answer = self._sender.send(request)
             if slack and answer.status_code == 429:  # every send to that URL waits, not just this
                 paused = parse_retry_after(answer.retry_after, time.time()) or SLACK_INTERVAL
-                self._slack.defer(target.get("address", ""), time.time() + paused)
+                self._slack.defer(target.get("address", ""), clock.now() + paused)
             retry = RetryPolicy(
                 max_attempts=delivery.max_attempts,
                 backoff=self._settings.retry.backoff,
@@ -165,7 +175,7 @@ class Dispatcher:
             with self._outcomes_lock:
                 self._outcomes.append((delivery, outcome))
             self._outcome_ready.set()
-        elif not self._executor.run(queue.finish, delivery, outcome):
+        elif not self._executor.run(self._record, [(delivery, outcome)])[0]:
             log.warning("delivery %s: claim was taken over; outcome not recorded", delivery.id)
         self.sent += 1
 
@@ -185,7 +195,7 @@ class Dispatcher:
             if not batch:
                 return
             try:
-                recorded = self._executor.run(queue.finish_many, batch)
+                recorded = self._executor.run(self._record, batch)
             except Exception:
                 log.exception("recording %d outcomes failed; their leases will expire and "
                               "they are retried", len(batch))
@@ -194,6 +204,24 @@ class Dispatcher:
                 if not ok:
                     log.warning("delivery %s: claim was taken over; outcome not recorded",
                                 delivery.id)
+
+    def _record(self, batch: list[tuple[Delivery, queue.Outcome]]) -> list[bool]:
+        """Write a batch of outcomes, then what they say about each target's health (on a
+        database thread). A health write that fails never loses the outcomes."""
+        recorded = queue.finish_many(batch)
+        observed = [target_health.Observed(delivery.policy_id, delivery.target,
+                                           outcome.status == DELIVERED, outcome.error)
+                    for (delivery, outcome), ok in zip(batch, recorded, strict=True) if ok]
+        try:
+            disabled = target_health.observe(observed, self._settings.auto_disable_after)
+        except Exception:
+            log.exception("recording the targets' health failed")
+            return recorded
+        for address in disabled:
+            log.warning("target %s disabled: every delivery to it failed for %g s "
+                        "(sidecar.delivery.auto_disable_after); its new deliveries are skipped "
+                        "until it is re-enabled", address, self._settings.auto_disable_after)
+        return recorded
 
     def _context(self, delivery: Delivery, target: dict) -> Context:
         project_id = None

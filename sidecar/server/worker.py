@@ -220,6 +220,9 @@ class SidecarWorker(GeventWorker):
 
     def _log_access(self, head, responder: Responder, environ, addr, server, started) -> None:
         if environ is None:
+            proxies = getattr(self.wsgi, "proxies", None)  # sidecar.trusted_proxies
+            if proxies is not None and isinstance(addr, tuple) and addr:
+                addr = (proxies.client(addr[0], head.headers.get("X-Forwarded-For")), *addr[1:])
             environ = build_environ(head, None, None, addr, server, self._scheme, False)
         self.log.access(_Logged(responder), _LoggedRequest(head), environ,
                         datetime.now() - started)

@@ -31,6 +31,8 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.redact import database_url as redacted_url
+from sidecar.store.guard_models import migrate_guard
+from sidecar.store.health_models import migrate_health
 from sidecar.store.models import MODELS
 from sidecar.store.models import ArtifactScan
 from sidecar.store.models import PullWindow
@@ -61,6 +63,8 @@ MIGRATIONS: tuple = (
     lambda db: _add_scanning(db),
     lambda db: db.create_tables(REPLICATION_MODELS, safe=True),  # registries, policies, runs
     lambda db: _index_due_deliveries(db),
+    lambda db: migrate_guard(db),  # failed logins (issue 14)
+    lambda db: migrate_health(db),  # Slack's pace shared by workers (issue 14)
 )
 
 

@@ -18,6 +18,7 @@ from peewee import fn
 from sidecar.store import delivery_queue
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
+from sidecar.store.models import SKIPPED
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
 from sidecar.store.models import database
@@ -151,11 +152,14 @@ def list_deliveries(failed: bool = False, policy: str | None = None, project: st
 
 
 def replay(ids: Iterable[int] = (), failed: bool = False, since: float | None = None,
-           now: float | None = None) -> Replayed:
+           now: float | None = None, skipped_ones: bool = False,
+           policy_id: int | None = None) -> Replayed:
     """Queue finished deliveries again (`delivery_queue.requeue`: attempt history stays).
 
     `ids` picks deliveries; `failed` adds every failed one, finished within `since` seconds
-    if given. Returns what was queued and, for asked-for ids, why one was not.
+    if given; `skipped_ones` every one skipped while its target was disabled (store.target_health),
+    of `policy_id` only if given. Returns what was queued and, for asked-for ids, why one
+    was not.
     """
     now = time.time() if now is None else now
     wanted = [int(i) for i in ids]
@@ -168,7 +172,7 @@ def replay(ids: Iterable[int] = (), failed: bool = False, since: float | None = 
                 row = rows.get(delivery_id)
                 if row is None:
                     skipped.append(Skipped(delivery_id, "no such delivery"))
-                elif row.status not in (DELIVERED, FAILED):
+                elif row.status not in (DELIVERED, FAILED, SKIPPED):
                     skipped.append(Skipped(delivery_id,
                                            f"still {row.status}: it will be sent anyway"))
                 else:
@@ -177,6 +181,12 @@ def replay(ids: Iterable[int] = (), failed: bool = False, since: float | None = 
             query = Delivery.select().where(Delivery.status == FAILED)
             if since is not None:
                 query = query.where(Delivery.finished_at >= now - since)
+            for row in query.order_by(Delivery.id):
+                chosen[row.id] = row
+        if skipped_ones:
+            query = Delivery.select().where(Delivery.status == SKIPPED)
+            if policy_id is not None:
+                query = query.where(Delivery.policy == policy_id)
             for row in query.order_by(Delivery.id):
                 chosen[row.id] = row
         delivery_queue.requeue(chosen.keys(), now=now)

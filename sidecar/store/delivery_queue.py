@@ -14,6 +14,7 @@ from typing import Any
 from peewee import SqliteDatabase
 
 from sidecar.store import clock
+from sidecar.store import target_health
 from sidecar.store.bulk import insert_row
 from sidecar.store.bulk import insert_rows
 from sidecar.store.jobqueue import LEASE_EXPIRED
@@ -22,6 +23,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import SKIPPED
 from sidecar.store.models import STATUSES
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
@@ -98,6 +100,7 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
     token = uuid.uuid4().hex if claim_limit > 0 else None
     plain: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
+    health_keys: list[str] = []  # per delivery: its target's key in store.target_health
 
     with database.atomic():
         for item in events:
@@ -107,6 +110,8 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
             insert_rows(Event, plain)
             plain.clear()
             event_id = insert_row(Event, _event_row(item, now))
+            health_keys.extend(target_health.key_of(new.policy_id, new.target.get("address", ""))
+                               for new in item.deliveries)
             deliveries.extend(
                 {
                     "uid": f"msg_{uuid.uuid4().hex}",
@@ -121,11 +126,16 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                     "next_attempt_at": now,
                     "created_at": now,
                     "updated_at": now,
+                    "finished_at": None,  # every row the same keys (set if skipped)
+                    "last_error": "",
                 }
                 for new in item.deliveries
             )
         insert_rows(Event, plain)
-        for row in deliveries[:claim_limit]:
+        if deliveries:
+            _skip_disabled(deliveries, health_keys, now)
+        claimable = [row for row in deliveries if row.get("status") != SKIPPED]
+        for row in claimable[:claim_limit]:
             row.update(status=SENDING, claim_token=token, lease_until=now + lease_seconds)
         insert_rows(Delivery, deliveries)
         claimed = ([Claimed(row) for row in _run(_CLAIMED, (token,)).fetchall()]
@@ -133,11 +143,24 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
     return len(deliveries), claimed
 
 
+def _skip_disabled(deliveries: list[dict[str, Any]], keys: list[str], now: float) -> None:
+    """Deliveries to a disabled target are recorded as skipped: never sent, replayable."""
+    disabled = target_health.disabled_keys(keys)
+    if not disabled:
+        return
+    for row, key in zip(deliveries, keys, strict=True):
+        health = disabled.get(key)
+        if health is not None:
+            row.update(status=SKIPPED, finished_at=now,
+                       last_error=f"skipped: the target is disabled ({health.reason})"[:1000])
+
+
 def _attempt_lost(delivery_id: int, number: int, now: float) -> None:
     Attempt.create(delivery=delivery_id, number=number, started_at=now, error=LEASE_EXPIRED)
 
 
-QUEUE = JobQueue(Delivery, running=SENDING, done=(DELIVERED, FAILED), on_expired=_attempt_lost)
+QUEUE = JobQueue(Delivery, running=SENDING, done=(DELIVERED, FAILED, SKIPPED),
+                 on_expired=_attempt_lost)
 
 
 def expire_leases(now: float | None = None, limit: int = 100) -> int:

@@ -119,7 +119,9 @@ PENDING = "pending"
 SENDING = "sending"
 DELIVERED = "delivered"
 FAILED = "failed"
-STATUSES = (PENDING, SENDING, DELIVERED, FAILED)
+#: not sent: its target was disabled (store.target_health); replayable once re-enabled
+SKIPPED = "skipped"
+STATUSES = (PENDING, SENDING, DELIVERED, FAILED, SKIPPED)
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 STOPPED = "stopped"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from peewee import fn
 
 from sidecar.store import dedup
+from sidecar.store import login_throttle
+from sidecar.store import pacing
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import Attempt
@@ -23,6 +25,33 @@ from sidecar.store.models import database
 BATCH = 500
 
 
+def _beyond_newest(keep: int) -> int:
+    """Harbor keeps a policy's newest 50 executions: here its deliveries of the newest `keep`
+    events (one execution per event), finished ones beyond them deleted with their attempts.
+    Pending deliveries stay whatever their rank, as with age."""
+    deleted = 0
+    busy = (Delivery.select(Delivery.policy)
+            .where(Delivery.policy.is_null(False))
+            .group_by(Delivery.policy)
+            .having(fn.COUNT(fn.DISTINCT(Delivery.event)) > keep))
+    for (policy_id,) in busy.tuples():
+        oldest_kept = (Delivery.select(Delivery.event).where(Delivery.policy == policy_id)
+                       .distinct().order_by(Delivery.event.desc()).offset(keep - 1).limit(1)
+                       .scalar())
+        if oldest_kept is None:
+            continue
+        while True:
+            ids = [row.id for row in Delivery.select(Delivery.id).where(
+                (Delivery.policy == policy_id) & (Delivery.event < oldest_kept)
+                & Delivery.status.in_([DELIVERED, FAILED])).limit(BATCH)]
+            if not ids:
+                break
+            with database.atomic():
+                Attempt.delete().where(Attempt.delivery.in_(ids)).execute()
+                deleted += Delivery.delete().where(Delivery.id.in_(ids)).execute()
+    return deleted
+
+
 @dataclass(frozen=True)
 class Swept:
     deliveries: int = 0
@@ -30,9 +59,12 @@ class Swept:
     windows: int = 0
 
 
-def sweep(cutoff: float, now: float) -> Swept:
-    """Delete finished deliveries (with their attempts) and events older than `cutoff`."""
+def sweep(cutoff: float, now: float, keep_per_policy: int = 0) -> Swept:
+    """Delete finished deliveries (with their attempts) and events older than `cutoff`, and
+    each policy's finished deliveries beyond its newest `keep_per_policy` events (0: no cap)."""
     deliveries = events = 0
+    if keep_per_policy > 0:
+        deliveries += _beyond_newest(keep_per_policy)
     while True:
         ids = [
             row.id for row in Delivery.select(Delivery.id)
@@ -56,4 +88,6 @@ def sweep(cutoff: float, now: float) -> Swept:
         with database.atomic():
             events += Event.delete().where(Event.id.in_(ids)).execute()
     windows = dedup.forget_closed(now)
+    login_throttle.sweep(now)
+    pacing.forget_idle(now - 3600)
     return Swept(deliveries=deliveries, events=events, windows=windows)

@@ -20,6 +20,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import SKIPPED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
@@ -51,6 +52,7 @@ class EndpointHealth:
     failed: int = 0
     retrying: int = 0
     pending: int = 0
+    skipped: int = 0  # recorded while the target was disabled (store.target_health)
     last_status: str | None = None
     last_status_code: int | None = None
     last_error: str = ""
@@ -111,6 +113,8 @@ def endpoints(window: int = ENDPOINT_WINDOW) -> list[EndpointHealth]:
         elif row.status == FAILED:
             entry.failed += 1
             entry.last_failure_at = entry.last_failure_at or row.finished_at
+        elif row.status == SKIPPED:
+            entry.skipped += 1
         elif row.attempts > 0:
             entry.retrying += 1
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -56,6 +57,8 @@ class Sidecar:
             else:
                 base[key] = value
         self.config_path.write_text(yaml.safe_dump(base))
+        #: /sidecar/status is the admin's (unless sidecar.public_status): status() logs in
+        self.admin_password = str(base.get("harbor_admin_password", "Harbor12345"))
         if rules is not None:
             self.write_rules(rules)
 
@@ -82,7 +85,7 @@ class Sidecar:
         )
         if wait:
             try:
-                wait_http(f"{self.url}/sidecar/status", timeout=20, ok=(200,))
+                wait_http(f"{self.url}/sidecar/status", timeout=20, ok=(200, 401))
             except TimeoutError:
                 raise AssertionError(f"sidecar did not start:\n{self.log()}") from None
         return self
@@ -105,8 +108,15 @@ class Sidecar:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
+    def admin_headers(self) -> dict[str, str]:
+        """HTTP Basic for the admin: the API, /sidecar/status."""
+        token = base64.b64encode(f"admin:{self.admin_password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/sidecar/status", timeout=10) as response:
+        request = urllib.request.Request(f"{self.url}/sidecar/status",
+                                         headers=self.admin_headers())
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
     def wait_status(self, predicate, timeout: float = 20.0) -> dict[str, Any]:

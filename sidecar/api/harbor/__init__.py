@@ -20,6 +20,7 @@ from sidecar.api.harbor import artifacts as artifacts
 from sidecar.api.harbor import configurations as configurations
 from sidecar.api.harbor import executions as executions
 from sidecar.api.harbor import policies as policies
+from sidecar.api.harbor import policy_health as policy_health
 from sidecar.api.harbor import policy_probe as policy_probe
 from sidecar.api.harbor import projects as projects
 from sidecar.api.harbor import quotas as quotas
@@ -28,5 +29,6 @@ from sidecar.api.harbor import replication as replication
 from sidecar.api.harbor import scanners as scanners
 from sidecar.api.harbor.blueprint import bp as bp
 
-__all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_probe",
+__all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_health",
+           "policy_probe",
            "projects", "quotas", "registries", "replication"]

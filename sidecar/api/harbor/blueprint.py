@@ -12,13 +12,13 @@ from flask import jsonify
 from flask import request
 from werkzeug.exceptions import HTTPException
 
-from sidecar.api.auth import is_admin
+from sidecar.api import guard
 from sidecar.api.harbor.params import HarborError
 from sidecar.api.harbor.params import error_response
 from sidecar.api.harbor.params import header_bool
 from sidecar.api.harbor.params import links
 from sidecar.api.runtime import on_db
-from sidecar.api.runtime import runtime
+from sidecar.api.runtime import runtime  # noqa: F401 - the resource modules import it here
 from sidecar.store import policy_catalog as catalog
 from sidecar.store.views import Conflict
 from sidecar.store.views import NotFound
@@ -51,7 +51,17 @@ def db(fn, *args: Any, **kwargs: Any) -> Any:
 def _authenticate():
     if request.path == f"{PREFIX}/ping":
         return None
-    if not is_admin(request.headers.get("Authorization"), runtime().settings.admin_password):
+    refusal = guard.default_password_refusal()
+    if refusal:
+        return error_response(HarborError(403, "FORBIDDEN", refusal))
+    login = guard.basic_login()
+    if login is not None and login.retry_after:
+        response = error_response(HarborError(
+            429, "TOO_MANY_REQUESTS", f"too many failed logins from this address; try again "
+            f"in {login.retry_header} seconds"))
+        response.headers["Retry-After"] = login.retry_header
+        return response
+    if login is None or not login.ok:
         return error_response(HarborError(401, "UNAUTHORIZED", "unauthorized"))
     return None
 

@@ -19,6 +19,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
 from sidecar.store.models import SENDING
+from sidecar.store.models import SKIPPED
 from sidecar.store.quota_catalog import QuotaView
 from sidecar.store.views import DeliveryView
 from sidecar.store.views import PolicyView
@@ -27,7 +28,9 @@ from sidecar.timefmt import rfc3339_time
 from sidecar.timefmt import strfmt_time
 
 #: Our delivery status -> Harbor's task/execution status.
-HARBOR_STATUS = {PENDING: "Pending", SENDING: "Running", DELIVERED: "Success", FAILED: "Error"}
+#: skipped (its target was disabled, never sent) is Harbor's Stopped: a task that did not run
+HARBOR_STATUS = {PENDING: "Pending", SENDING: "Running", DELIVERED: "Success", FAILED: "Error",
+                 SKIPPED: "Stopped"}
 OUR_STATUS = {value: key for key, value in HARBOR_STATUS.items()}
 
 
@@ -107,7 +110,7 @@ def _metrics(status: str) -> dict[str, int]:
         "pending_task_count": int(harbor == "Pending"),
         "running_task_count": int(harbor == "Running"),
         "scheduled_task_count": 0,
-        "stopped_task_count": 0,
+        "stopped_task_count": int(harbor == "Stopped"),
     }
 
 

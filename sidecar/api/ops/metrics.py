@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 
+from sidecar.api.ops.access import admin_refusal
 from sidecar.metrics import exposition
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import counts as scan_counts
@@ -26,5 +27,9 @@ def _numbers() -> dict[str, Any]:
 @bp.get("/metrics")
 def metrics():
     runtime = current_app.extensions["sidecar"]
+    if runtime.settings.metrics_auth:
+        refused = admin_refusal(allow_session=False)
+        if refused is not None:
+            return refused
     body, content_type = exposition(lambda: runtime.executor.run(_numbers))
     return Response(body, content_type=content_type)

@@ -54,7 +54,7 @@ def endpoint_json(entry: EndpointHealth) -> dict[str, Any]:
     return {
         "type": entry.type, "address": entry.address, "policies": list(entry.policies),
         "delivered": entry.delivered, "failed": entry.failed, "retrying": entry.retrying,
-        "pending": entry.pending, "last_status": entry.last_status,
+        "pending": entry.pending, "skipped": entry.skipped, "last_status": entry.last_status,
         "last_status_code": entry.last_status_code,
         "last_error": scrub(entry.last_error, secrets_of(entry.targets)),
         "last_attempt_at": entry.last_attempt_at, "last_failure_at": entry.last_failure_at,

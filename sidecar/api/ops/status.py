@@ -1,7 +1,8 @@
 """/sidecar/healthz and /sidecar/status: is it working, what was sent, what failed and why.
 
 /sidecar/status answers JSON to programs and an HTML page to browsers (Accept: text/html, or
-?format=html). Both come from `store.status_report` shaped by `api.ops.report`, which shows no
+?format=html), to the admin only unless `sidecar.public_status` (api.ops.access). Both come
+from `store.status_report` shaped by `api.ops.report`, which shows no
 secret: targets appear without auth headers, and addresses without userinfo or query values
 (tokens often live there: Flux and VelaUX put them in the path or query).
 """
@@ -17,11 +18,13 @@ from flask import render_template
 from flask import request
 
 from sidecar import timefmt
+from sidecar.api.ops.access import admin_refusal
 from sidecar.api.ops.report import quota_json
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
 from sidecar.store import replication_runs
+from sidecar.store import target_health
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scans_status
 from sidecar.store.status_report import status_report
@@ -39,6 +42,13 @@ def collect_status(limit: int = 20) -> dict[str, Any]:
 def quotas_status() -> list[dict[str, Any]]:
     """Each project's storage quota: used, limit, state (runs on a database thread)."""
     return [quota_json(usage) for usage in all_usage()]
+
+
+def disabled_status() -> list[dict[str, Any]]:
+    """Targets disabled after failing too long (sidecar.delivery.auto_disable_after)."""
+    return [{"policy_id": t.policy_id, "project": t.project, "policy": t.policy,
+             "address": t.address, "disabled_at": t.since, "reason": t.reason,
+             "skipped_deliveries": t.skipped} for t in target_health.disabled_targets()]
 
 
 def wants_html() -> bool:
@@ -61,6 +71,10 @@ def healthz():
 @bp.get("/status")
 def status():
     runtime = current_app.extensions["sidecar"]
+    if not runtime.settings.public_status:
+        refused = admin_refusal(allow_session=True, browser=wants_html())
+        if refused is not None:
+            return refused
     body = runtime.executor.run(collect_status)
     body["upstream"] = {"url": redact_address(runtime.upstream.url),
                         "healthy": runtime.upstream.healthy()}
@@ -71,6 +85,7 @@ def status():
     body["scans"] = runtime.executor.run(scans_status)
     body["replication"] = runtime.executor.run(replication_runs.report)
     body["quotas"] = runtime.executor.run(quotas_status)
+    body["disabled_targets"] = runtime.executor.run(disabled_status)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:

@@ -13,6 +13,7 @@ from sidecar.api.ops.report import delivery_json
 from sidecar.redact import public_target
 from sidecar.store.delivery_history import PolicyTriggers
 from sidecar.store.models import FAILED
+from sidecar.store.models import SKIPPED
 from sidecar.store.policies import RULES
 from sidecar.store.views import DeliveryView
 
@@ -50,4 +51,4 @@ def policy_card(item: PolicyTriggers) -> dict[str, Any]:
 def delivery_row(delivery: DeliveryView) -> dict[str, Any]:
     """One delivery with its attempts; errors scrubbed of the secrets its target carries."""
     return {**delivery_json(delivery, with_history=True),
-            "replayable": delivery.status == FAILED}
+            "replayable": delivery.status in (FAILED, SKIPPED)}

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint
+from flask import current_app
 from flask import flash
 from flask import g
 from flask import redirect
@@ -25,6 +26,7 @@ from flask import request
 from flask import url_for
 
 from sidecar import timefmt
+from sidecar.api import guard
 from sidecar.api.ops.report import quota_json
 from sidecar.api.runtime import on_db
 from sidecar.api.runtime import runtime as current_runtime
@@ -46,6 +48,7 @@ from sidecar.rules.policy import parse_policy
 from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
 from sidecar.store import policy_catalog as store
+from sidecar.store import target_health
 from sidecar.store.models import FAILED
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scan_status
@@ -104,8 +107,11 @@ def _db(fn, *args: Any, **kwargs: Any) -> Any:
 @bp.before_request
 def _guard():
     g.csp_nonce = secrets.token_urlsafe(16)
+    refusal = guard.default_password_refusal()
+    if refusal:
+        raise UIError(403, refusal)
     if request.endpoint not in OPEN_ENDPOINTS:
-        g.user = ui_auth.current_user(current_runtime().settings.admin_password)
+        g.user = ui_auth.current_user()
         if g.user is None:
             if request.method in ui_auth.SAFE_METHODS:
                 return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
@@ -135,6 +141,14 @@ def _ui_error(error: UIError):
         error.status
 
 
+@bp.errorhandler(guard.Throttled)
+def _throttled(error: guard.Throttled):
+    response = current_app.make_response((render_template(
+        "ui/error.html", status=429, message=str(error)), 429))
+    response.headers["Retry-After"] = error.login.retry_header
+    return response
+
+
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {"csrf_token": ui_auth.csrf_token, "csrf_field": ui_auth.CSRF_FIELD,
@@ -148,7 +162,8 @@ def _local_path(target: str | None) -> str:
     if not target:
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(f"{ui_auth.UI_PREFIX}/"):
+    if parts.scheme or parts.netloc or not (parts.path.startswith(f"{ui_auth.UI_PREFIX}/")
+                                            or parts.path == "/sidecar/status"):
         return default
     return target
 
@@ -160,8 +175,10 @@ def login():
     next_path = _local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("ui/login.html", next=next_path, error="")
-    if ui_auth.log_in(request.form.get("username", ""), request.form.get("password", ""),
-                      current_runtime().settings.admin_password):
+    login = ui_auth.log_in(request.form.get("username", ""), request.form.get("password", ""))
+    if login.retry_after:
+        raise guard.Throttled(login)
+    if login.ok:
         return redirect(next_path)
     return render_template("ui/login.html", next=next_path,
                            error="Invalid user name or password."), 401
@@ -229,6 +246,7 @@ def policy(project_id: int, policy_id: int):
     [triggers] = _db(history.policy_triggers, [stored])
     return render_template(
         "ui/policy.html", project=project, policy=cards.policy_card(triggers),
+        health=[t for t in _db(target_health.health_of, stored.id) if t["disabled"]],
         deliveries=[cards.delivery_row(d) for d in rows], total=total, page=page,
         pages=max((total + DELIVERIES_PER_PAGE - 1) // DELIVERIES_PER_PAGE, 1), show=show,
     )
@@ -363,6 +381,22 @@ def replay(project_id: int, policy_id: int, delivery_id: int):
               "ok")
     for skipped in result.skipped:
         flash(f"Delivery {skipped.id} not replayed: {skipped.reason}.", "error")
+    return redirect(url_for("ui.policy", project_id=project_id, policy_id=policy_id))
+
+
+def _reenable(project_id: int, policy_id: int) -> tuple[int, int]:
+    store.get_policy(project_id, policy_id)  # 404 unless it is this project's
+    return target_health.reenable_and_replay(policy_id, True)
+
+
+@bp.post("/projects/<int:project_id>/webhooks/<int:policy_id>/reenable")
+def reenable(project_id: int, policy_id: int):
+    """Re-enable the targets disabled after failing too long, and send what was skipped."""
+    reenabled, replayed = _db(_reenable, project_id, policy_id)
+    if replayed:
+        current_runtime().dispatcher.wake()
+    flash(f"{reenabled} endpoint(s) re-enabled; {replayed} skipped deliveries queued again.",
+          "ok")
     return redirect(url_for("ui.policy", project_id=project_id, policy_id=policy_id))
 
 

@@ -7,8 +7,9 @@ The session is Flask's signed cookie. Its signing key must be the same in every 
 worker (a login answered by one worker is checked by another) and survive restarts, so a
 random key is made once and kept in the store's Setting table (`ui_session_key`, first
 writer wins). The key actually used is that value mixed with the admin password: changing
-the password in harbor.yml logs every browser out. The cookie lives under /sidecar/ui/ only,
-HttpOnly and SameSite=Lax, and other paths (the API, the proxy) never open a session.
+the password in harbor.yml logs every browser out. The cookie lives under /sidecar/ (read by
+the UI and /sidecar/status only), HttpOnly, SameSite=Lax, Secure when the request came over
+HTTPS; other paths (the API, the proxy) never open a session.
 
 CSRF: each session carries a random token; every form posts it back and any POST without the
 matching token is refused. Twenty lines of our own instead of Flask-WTF: the UI has no other
@@ -28,12 +29,13 @@ from flask import request
 from flask import session
 from flask.sessions import SecureCookieSessionInterface
 
+from sidecar.api import guard
 from sidecar.api.auth import ADMIN_USER
-from sidecar.api.auth import check_admin
-from sidecar.api.auth import is_admin
 from sidecar.store import policies as policy_store
 
 UI_PREFIX = "/sidecar/ui"
+#: besides the UI, the one page that accepts the UI's session: the status page
+SESSION_PATHS = (f"{UI_PREFIX}/", "/sidecar/status")
 SESSION_KEY_SETTING = "ui_session_key"
 SESSION_COOKIE = "sidecar_ui_session"
 SESSION_LIFETIME = timedelta(hours=12)
@@ -51,7 +53,7 @@ class StoreKeySessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, keyed from the store, and only under the UI."""
 
     def open_session(self, app: Flask, request: Any):
-        if not request.path.startswith(f"{UI_PREFIX}/") and request.path != UI_PREFIX:
+        if not request.path.startswith(SESSION_PATHS) and request.path != UI_PREFIX:
             return None  # Flask gives a null session: nothing read, no cookie written
         if not app.secret_key:
             runtime = app.extensions["sidecar"]
@@ -60,35 +62,46 @@ class StoreKeySessionInterface(SecureCookieSessionInterface):
             app.secret_key = session_key(stored, runtime.settings.admin_password)
         return super().open_session(app, request)
 
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure when this request came over HTTPS: the sidecar's own TLS, or a trusted front
+        proxy's X-Forwarded-Proto (the worker believes it only from sidecar.trusted_proxies)."""
+        return request.scheme == "https"
+
 
 def configure(app: Flask) -> None:
     app.session_interface = StoreKeySessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME=SESSION_COOKIE,
-        SESSION_COOKIE_PATH=f"{UI_PREFIX}/",
+        SESSION_COOKIE_PATH="/sidecar/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
 
 
-def current_user(admin_password: str) -> str | None:
-    """Who is asking: a logged-in session, or valid HTTP Basic credentials."""
+def current_user() -> str | None:
+    """Who is asking: a logged-in session, or valid HTTP Basic credentials (throttled:
+    raises guard.Throttled)."""
     if session.get("user") == ADMIN_USER:
         return ADMIN_USER
-    if is_admin(request.headers.get("Authorization"), admin_password):
+    login = guard.basic_login()
+    if login is not None and login.retry_after:
+        raise guard.Throttled(login)
+    if login is not None and login.ok:
         return ADMIN_USER
     return None
 
 
-def log_in(user: str, password: str, admin_password: str) -> bool:
-    if not check_admin(user, password, admin_password):
-        return False
+def log_in(user: str, password: str) -> guard.Login:
+    """The login form: a fresh session on success; throttled like Basic."""
+    login = guard.log_in(user, password)
+    if not login.ok:
+        return login
     session.clear()  # a fresh session (and CSRF token): nothing carried over from before
     session.permanent = True
     session["user"] = ADMIN_USER
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
-    return True
+    return login
 
 
 def log_out() -> None:

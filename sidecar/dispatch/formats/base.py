@@ -51,7 +51,8 @@ class Format:
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: whether the body names the policy's project id (a store lookup before rendering)
     needs_project_id: bool = False
-    #: least seconds between two sends to one address (per worker process); 0: no pacing
+    #: least seconds between two sends to one address (all workers and sidecars sharing the
+    #: store); 0: no pacing
     min_interval: float = 0.0
     #: position in lists: the API's payload_formats, the UI's selects, the CLI's choices
     rank: int = 100
