@@ -47,6 +47,10 @@ from sidecar.replicate.execution import ExecutionHandler
 from sidecar.replicate.schedules import replication_schedules
 from sidecar.replicate.task import TaskHandler
 from sidecar.replicate.trigger import event_replications
+from sidecar.retain import job as retention_job
+from sidecar.retain.recording import EVENT_TYPES as ACTIVITY_EVENTS
+from sidecar.retain.recording import record_activity
+from sidecar.retain.schedules import retention_schedules
 from sidecar.rules.load import RulesError
 from sidecar.rules.load import load_rules
 from sidecar.scan.job import ScanHandler
@@ -57,6 +61,7 @@ from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
 from sidecar.store import quota_recalc
 from sidecar.store import retention
+from sidecar.store import tag_retention
 from sidecar.store.executor import Executor
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,7 @@ def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
     with store_db.database.atomic():
         changed = policy_store.sync_rules(rules)
         quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
+        tag_retention.sync_rules(rules)  # tag retention policies (issue 12)
     return rules, changed
 
 
@@ -318,6 +324,16 @@ def add_replication(runtime: Runtime) -> None:
     runtime.scheduler.add(replication_schedules)
 
 
+def add_retention(runtime: Runtime) -> None:
+    """Tag retention: push/pull activity kept from every recorded artifact event, and runs
+    (an execution planning one task per repository) started by the API, the UI, the CLI and
+    each policy's schedule."""
+    runtime.jobs.add(retention_job.ExecutionHandler(runtime.registry))
+    runtime.jobs.add(retention_job.TaskHandler(runtime.registry))
+    runtime.recorder.add_trigger(ACTIVITY_EVENTS, record_activity)
+    runtime.scheduler.add(retention_schedules)
+
+
 def add_quotas(runtime: Runtime, sink) -> QuotaGate:
     """Storage quotas: the books the proxy's gate keeps (settles, QUOTA_WARNING, expired
     holds) and the recalculation job; returns the gate for the proxy."""
@@ -351,6 +367,7 @@ def create_app(settings: Settings, start: bool = True,
                             inspect_limit=settings.chart_inspect_bytes,
                             observe=metrics.observe_request)
     add_replication(runtime)
+    add_retention(runtime)
     app = SidecarApp(create_flask(runtime), proxy, charts,
                      TrustedProxies(settings.trusted_proxies))
     if start:

@@ -42,6 +42,7 @@ def preload_rules(settings: Settings) -> PreloadedRules | None:
     from sidecar.store import db as store_db
     from sidecar.store import policies as policy_store
     from sidecar.store import quota_recalc
+    from sidecar.store import tag_retention
 
     if not settings.rules:
         return None
@@ -50,6 +51,7 @@ def preload_rules(settings: Settings) -> PreloadedRules | None:
     with store_db.database.connection_context(), store_db.database.atomic():
         changed = policy_store.sync_rules(rules)
         quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
+        tag_retention.sync_rules(rules)  # tag retention policies (issue 12)
     log.info("rules read from %s: %d projects (%s)", settings.rules, len(rules.projects),
              changed)
     return PreloadedRules(settings.rules, mtime, len(rules.projects), time.time())

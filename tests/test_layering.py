@@ -33,7 +33,7 @@ ALLOWED = {
     "clientaddr": set(),  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "scan": {"events", "rules", "store", "jobs", "registry"},
-    "retain": {"events", "rules"},
+    "retain": {"events", "rules", "store", "jobs", "registry"},
     "replicate": {"events", "rules", "store", "jobs", "registry"},
     # storage quotas: the books and the recalculation job (the gate is proxy's)
     "quota": {"events", "rules", "store", "registry", "jobs"},
@@ -56,7 +56,8 @@ ALLOWED = {
             "events", "jobs",
             "metrics",
             "preload",
-            "proxy", "quota", "record", "registry", "replicate", "rules", "scan", "store"},
+            "proxy", "quota", "record", "registry", "replicate", "retain", "rules", "scan",
+            "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
     "preload": {"config", "rules", "store"},

@@ -41,6 +41,7 @@ from sidecar.store.models import SchemaVersion
 from sidecar.store.models import database
 from sidecar.store.quota_models import migrate_quota
 from sidecar.store.replication_models import REPLICATION_MODELS
+from sidecar.store.tag_retention_models import migrate_tag_retention
 
 SQLITE_PRAGMAS = {
     # first: the pragmas after it (journal_mode=wal takes a lock) then wait instead of failing
@@ -65,6 +66,7 @@ MIGRATIONS: tuple = (
     lambda db: _index_due_deliveries(db),
     lambda db: migrate_guard(db),  # failed logins (issue 14)
     lambda db: migrate_health(db),  # Slack's pace shared by workers (issue 14)
+    lambda db: migrate_tag_retention(db),  # tag retention: activity, policies, executions
 )
 
 
