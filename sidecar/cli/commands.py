@@ -11,6 +11,7 @@ from sidecar import __version__
 from sidecar.cli import endpoint_check
 from sidecar.cli import quota as quota_commands
 from sidecar.cli import replicate_command
+from sidecar.cli import retention_command
 from sidecar.cli import scan as scan_command
 from sidecar.config import ConfigError
 from sidecar.config import Settings
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_check.add_parser(sub)
     scan_command.add_parser(sub)
     replicate_command.add_parser(sub)
+    retention_command.add_parser(sub)
 
     status = sub.add_parser("status", help="upstream, queue, endpoints, policies, deliveries")
     status.add_argument("--url", help="a running sidecar, e.g. http://127.0.0.1:8080 "

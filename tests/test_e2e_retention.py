@@ -1,0 +1,251 @@
+"""Tag retention run by `sidecar serve` against a real registry (issue 12): tags pushed and
+pulled through the sidecar with skopeo, runs started with `sidecar retention run`, what
+remains read back with `skopeo list-tags`, TAG_RETENTION at a real receiver.
+
+Each test has its own project, so the session's registry is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.support import clients
+from tests.support import recorded
+from tests.support.sidecar import sidecar_command
+
+pytestmark = pytest.mark.e2e
+
+DAY = 86400
+ALL_TAGS = [{"kind": "doublestar", "decoration": "matches", "pattern": "**",
+             "extras": '{"untagged":true}'}]
+ALL_REPOS = {"repository": [{"kind": "doublestar", "decoration": "repoMatches",
+                             "pattern": "**"}]}
+
+
+def _project() -> str:
+    return f"r{uuid.uuid4().hex[:10]}"
+
+
+def _rules(project: str, address: str, template: str, value: int | None = None,
+           schedule: str | None = None, tag_selectors=None) -> dict:
+    rule = {"template": template, "params": {template: value} if value is not None else {},
+            "tag_selectors": tag_selectors or ALL_TAGS, "scope_selectors": ALL_REPOS}
+    retention: dict = {"rules": [rule]}
+    if schedule:
+        retention["schedule"] = schedule
+    return {"projects": [{"name": project, "retention": retention, "webhooks": [{
+        "name": "ret", "enabled": True,
+        "event_types": ["TAG_RETENTION", "DELETE_ARTIFACT"],
+        "targets": [{"type": "http", "address": address}]}]}]}
+
+
+def _push_tags(sidecar, image, repository: str, tags: list[str], gap: float = 1.05
+               ) -> dict[str, str]:
+    """Push one distinct image per tag, `gap` seconds apart (push times are whole seconds)."""
+    digests = {}
+    for index, tag in enumerate(tags):
+        if index:
+            time.sleep(gap)
+        layout, digest = image(tag=tag, layers=1, layer_size=4096)
+        clients.push(layout, tag, f"{sidecar.netloc}/{repository}:{tag}")
+        digests[tag] = digest
+    return digests
+
+
+def _pull(sidecar, tmp_path, repository: str, tag: str) -> None:
+    clients.pull(f"{sidecar.netloc}/{repository}:{tag}", tmp_path / f"pull-{uuid.uuid4().hex}")
+
+
+def _settle(sidecar, repository: str, tag: str) -> None:
+    """Wait until every event before now is recorded (a barrier pull), then leave the run's
+    first second: a push in the second a run starts counts as pushed during the run."""
+    recorded.until_barrier(sidecar, repository, tag)
+    time.sleep(1.1)
+
+
+def _tags(registry, repository: str) -> list[str]:
+    result = clients.skopeo("list-tags", "--tls-verify=false",
+                            f"docker://{registry.netloc}/{repository}", check=False)
+    if result.returncode != 0:
+        return []
+    return sorted(json.loads(result.stdout)["Tags"] or [])
+
+
+def _run(sidecar, project: str, dry_run: bool = False, timeout: float = 90) -> dict:
+    args = [*sidecar_command(), "retention", "run", project, "--wait", "--json",
+            "--timeout", str(timeout), "--database", sidecar.database]
+    if dry_run:
+        args.append("--dry-run")
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 30)
+    assert result.returncode == 0, result.stdout + result.stderr + sidecar.log()[-3000:]
+    return json.loads(result.stdout)
+
+
+def _backdate(sidecar, repository: str, seconds: int, tags: list[str], pulls: bool = False
+              ) -> None:
+    """Move the recorded push (or pull) times of some tags' artifacts into the past, as if
+    they had happened `seconds` earlier."""
+    path = sidecar.database.removeprefix("sqlite:///")
+    with sqlite3.connect(path, timeout=10) as conn:
+        digests = [row[0] for row in conn.execute(
+            f"SELECT digest FROM tag_activity WHERE repository = ? AND tag IN "
+            f"({','.join('?' * len(tags))})", (repository, *tags))]
+        assert len(digests) == len(tags), digests
+        marks = ",".join("?" * len(digests))
+        column = "pulled_at" if pulls else "pushed_at"
+        conn.execute(f"UPDATE artifact_activity SET {column} = {column} - ? "
+                     f"WHERE repository = ? AND digest IN ({marks})",
+                     (seconds, repository, *digests))
+        if not pulls:
+            conn.execute(f"UPDATE tag_activity SET pushed_at = pushed_at - ? "
+                         f"WHERE repository = ? AND digest IN ({marks})",
+                         (seconds, repository, *digests))
+
+
+def _retention_payloads(receiver, count: int) -> list[dict]:
+    return [r.json() for r in receiver.wait_for(count) if r.json()["type"] == "TAG_RETENTION"]
+
+
+def test_latest_pushed_k_keeps_the_newest_and_reports_what_it_deleted(
+        sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 2))
+    digests = _push_tags(sidecar, image, repository, ["v1", "v2", "v3", "v4"])
+    _settle(sidecar, repository, "v4")
+
+    dry = _run(sidecar, project, dry_run=True)
+    assert dry["status"] == "Success" and dry["dry_run"] is True
+    assert [(t["repository"], t["total"], t["retained"], t["deleted"])
+            for t in dry["task_list"]] == [("app", 4, 2, 0)]
+    assert _tags(registry, repository) == ["v1", "v2", "v3", "v4"]  # a dry run deletes nothing
+
+    run = _run(sidecar, project)
+    assert run["status"] == "Success" and run["deleted"] == 2
+    assert _tags(registry, repository) == ["v3", "v4"]
+
+    # 2 DELETE_ARTIFACT, then one TAG_RETENTION (the dry run sent none)
+    delivered = [r.json() for r in receiver.wait_for(3)]
+    assert [d["type"] for d in delivered].count("DELETE_ARTIFACT") == 2
+    [payload] = [d for d in delivered if d["type"] == "TAG_RETENTION"]
+    retention = payload["event_data"]["retention"]
+    assert payload["operator"] == "admin"
+    assert retention["total"] == 4 and retention["retained"] == 2
+    assert retention["project_name"] == project
+    assert retention["result"] == "SUCCESS"
+    assert retention["retention_rule"][0]["template"] == "latestPushedK"
+    assert retention["retention_rule"][0]["params"] == {"latestPushedK": 2}
+    assert sorted(a["name_tag"] for a in retention["deleted_artifact"]) == ["app:v1", "app:v2"]
+    assert all(a == {"type": "image", "status": "SUCCESS", "name_tag": a["name_tag"]}
+               for a in retention["deleted_artifact"])
+    deletes = [d for d in delivered if d["type"] == "DELETE_ARTIFACT"]
+    assert sorted(d["event_data"]["resources"][0]["digest"] for d in deletes) == \
+        sorted([digests["v1"], digests["v2"]])
+    assert {d["operator"] for d in deletes} == {"harbor-jobservice"}
+
+    again = _run(sidecar, project)  # nothing left to delete: no event
+    assert again["deleted"] == 0 and _tags(registry, repository) == ["v3", "v4"]
+    time.sleep(1)
+    assert [e["type"] for e in receiver.events()].count("TAG_RETENTION") == 1
+
+
+def test_latest_pulled_n_counts_the_pulls_through_the_sidecar(
+        sidecar_factory, receiver, registry, image, tmp_path):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "latestPulledN", 1))
+    _push_tags(sidecar, image, repository, ["a", "b", "c"], gap=0)
+    _pull(sidecar, tmp_path, repository, "b")
+    _settle(sidecar, repository, "b")  # the barrier is a pull of b too
+    _run(sidecar, project)
+    assert _tags(registry, repository) == ["b"]
+
+
+def test_n_days_since_last_push_uses_the_recorded_push_times(
+        sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "nDaysSinceLastPush", 7))
+    _push_tags(sidecar, image, repository, ["old1", "old2", "new"], gap=0)
+    _settle(sidecar, repository, "new")
+    _backdate(sidecar, repository, 10 * DAY, ["old1", "old2"])
+    run = _run(sidecar, project)
+    assert run["deleted"] == 2
+    assert _tags(registry, repository) == ["new"]
+
+
+def test_n_days_since_last_pull_counts_never_pulled_as_old(
+        sidecar_factory, receiver, registry, image, tmp_path):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "nDaysSinceLastPull", 7))
+    _push_tags(sidecar, image, repository, ["recent", "stale", "never"], gap=0)
+    _pull(sidecar, tmp_path, repository, "recent")
+    _pull(sidecar, tmp_path, repository, "stale")
+    recorded.until_barrier(sidecar, repository, "recent")
+    _backdate(sidecar, repository, 10 * DAY, ["stale"], pulls=True)
+    time.sleep(1.1)
+    _run(sidecar, project)
+    assert _tags(registry, repository) == ["recent"]
+
+
+@pytest.mark.parametrize(("template", "left"), [("always", ["a", "b"]), ("nothing", [])])
+def test_always_keeps_everything_and_nothing_deletes_everything(
+        sidecar_factory, receiver, registry, image, template, left):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, template))
+    _push_tags(sidecar, image, repository, ["a", "b"], gap=0)
+    _settle(sidecar, repository, "a")
+    dry = _run(sidecar, project, dry_run=True)
+    assert dry["task_list"][0]["retained"] == len(left)
+    assert _tags(registry, repository) == ["a", "b"]
+    _run(sidecar, project)
+    assert _tags(registry, repository) == left
+
+
+def test_tag_selectors_and_repository_scope_limit_what_a_rule_sees(
+        sidecar_factory, receiver, registry, image):
+    """Harbor's "or" processor: artifacts no selector picks are deleted too; a repository no
+    rule selects is never touched."""
+    project = _project()
+    rules = _rules(project, receiver.url, "always", tag_selectors=[
+        {"kind": "doublestar", "decoration": "matches", "pattern": "release-*"}])
+    rules["projects"][0]["retention"]["rules"][0]["scope_selectors"] = {"repository": [
+        {"kind": "doublestar", "decoration": "repoExcludes", "pattern": "keep/**"}]}
+    sidecar = sidecar_factory(rules)
+    _push_tags(sidecar, image, f"{project}/app", ["release-1", "dev-1"], gap=0)
+    _push_tags(sidecar, image, f"{project}/keep/x", ["dev-2"], gap=0)
+    _settle(sidecar, f"{project}/app", "release-1")
+    run = _run(sidecar, project)
+    assert [t["repository"] for t in run["task_list"]] == ["app"]
+    assert _tags(registry, f"{project}/app") == ["release-1"]
+    assert _tags(registry, f"{project}/keep/x") == ["dev-2"]
+
+
+def test_a_schedule_starts_runs(sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
+                              config={"sidecar": {"rules_poll_seconds": 0.2}})
+    _push_tags(sidecar, image, repository, ["v1", "v2"])
+    _settle(sidecar, repository, "v2")
+    rules = _rules(project, receiver.url, "latestPushedK", 1, schedule="*/3 * * * * *")
+    sidecar.write_rules(rules)
+    deadline = time.monotonic() + 60
+    while _tags(registry, repository) != ["v2"]:
+        assert time.monotonic() < deadline, sidecar.log()[-3000:]
+        time.sleep(0.5)
+    [payload] = _retention_payloads(receiver, 2)
+    assert payload["operator"] == "harbor-jobservice"
+    policy_id = payload["event_data"]["retention"]["retention_policy_id"]
+    executions = requests.get(f"{sidecar.url}/api/v2.0/retentions/{policy_id}/executions",
+                              auth=("admin", "Harbor12345"), timeout=10).json()
+    assert any(e["trigger"] == "Schedule" for e in executions)
