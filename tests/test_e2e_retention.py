@@ -231,13 +231,15 @@ def test_tag_selectors_and_repository_scope_limit_what_a_rule_sees(
 
 
 def test_a_schedule_starts_runs(sidecar_factory, receiver, registry, image):
+    """Harbor's cron fires at second 0 at most; the scheduler catches up the last minute's
+    fire time when the schedule appears, so the run starts within a scheduler tick."""
     project = _project()
     repository = f"{project}/app"
     sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
                               config={"sidecar": {"rules_poll_seconds": 0.2}})
     _push_tags(sidecar, image, repository, ["v1", "v2"])
     _settle(sidecar, repository, "v2")
-    rules = _rules(project, receiver.url, "latestPushedK", 1, schedule="*/3 * * * * *")
+    rules = _rules(project, receiver.url, "latestPushedK", 1, schedule="0 * * * * *")
     sidecar.write_rules(rules)
     deadline = time.monotonic() + 60
     while _tags(registry, repository) != ["v2"]:
@@ -249,3 +251,66 @@ def test_a_schedule_starts_runs(sidecar_factory, receiver, registry, image):
     executions = requests.get(f"{sidecar.url}/api/v2.0/retentions/{policy_id}/executions",
                               auth=("admin", "Harbor12345"), timeout=10).json()
     assert any(e["trigger"] == "Schedule" for e in executions)
+
+
+def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1))
+    api = requests.Session()
+    api.auth = ("admin", "Harbor12345")
+    base = f"{sidecar.url}/api/v2.0"
+    _push_tags(sidecar, image, repository, ["v1", "v2", "v3"])
+    _settle(sidecar, repository, "v3")
+
+    found = api.get(f"{base}/projects/{project}", timeout=10).json()
+    policy_id = int(found["metadata"]["retention_id"])
+    policy = api.get(f"{base}/retentions/{policy_id}", timeout=10).json()
+    assert policy["algorithm"] == "or" and policy["scope"] == {"level": "project",
+                                                                 "ref": found["project_id"]}
+    assert policy["rules"][0]["template"] == "latestPushedK"
+    assert policy["rules"][0]["params"] == {"latestPushedK": 1}
+    assert api.put(f"{base}/retentions/{policy_id}", json=policy, timeout=10).status_code == 403
+    assert api.get(f"{base}/retentions/999999", timeout=10).status_code == 404
+
+    started = api.post(f"{base}/retentions/{policy_id}/executions", json={"dry_run": True},
+                       timeout=10)
+    assert started.status_code == 201, started.text
+    location = started.headers["Location"]
+    assert location.startswith(f"/api/v2.0/retentions/{policy_id}/executions/")
+    dry_id = int(location.rsplit("/", 1)[1])
+
+    def ended(execution_id: int) -> dict:
+        deadline = time.monotonic() + 60
+        while True:
+            rows = api.get(f"{base}/retentions/{policy_id}/executions", timeout=10).json()
+            [row] = [r for r in rows if r["id"] == execution_id]
+            if row["status"] != "Running":
+                return row
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.3)
+
+    dry = ended(dry_id)
+    assert dry["status"] == "Success" and dry["dry_run"] is True
+    assert dry["trigger"] == "MANUAL"
+    [task] = api.get(f"{base}/retentions/{policy_id}/executions/{dry_id}/tasks",
+                     timeout=10).json()
+    assert (task["repository"], task["total"], task["retained"], task["status"]) == \
+        ("app", 3, 1, "Success")
+    log = api.get(f"{base}/retentions/{policy_id}/executions/{dry_id}/tasks/{task['id']}",
+                  timeout=10)
+    assert log.headers["Content-Type"].startswith("text/plain")
+    assert "Dry Run: true" in log.text and log.text.count("DEL") == 2
+    assert _tags(registry, repository) == ["v1", "v2", "v3"]
+
+    real = api.post(f"{base}/retentions/{policy_id}/executions", json={"dry_run": False},
+                    timeout=10)
+    real_id = int(real.headers["Location"].rsplit("/", 1)[1])
+    row = ended(real_id)
+    assert row["status"] == "Success" and "dry_run" not in row
+    assert _tags(registry, repository) == ["v3"]
+    paged = api.get(f"{base}/retentions/{policy_id}/executions",
+                    params={"page": 1, "page_size": 1}, timeout=10)
+    assert paged.headers["X-Total-Count"] == "2"
+    assert [e["id"] for e in paged.json()] == [real_id]
+    assert 'rel="next"' in paged.headers["Link"]

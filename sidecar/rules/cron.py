@@ -217,3 +217,12 @@ def _int(text: str) -> int:
     if value < 0:  # unreachable through getRange (`-` splits first), kept as robfig has it
         raise CronError(f"negative number ({value}) not allowed: {text}")
     return value
+
+
+def next_fire(spec: str, after: float) -> float | None:
+    """The first fire time of `spec` after the Unix time `after` (None: never, or no spec);
+    what pages and Harbor's `next_scheduled_time` show."""
+    if not spec:
+        return None
+    fire = parse_cron(spec).next_after(datetime.fromtimestamp(after, UTC))
+    return fire.timestamp() if fire is not None else None

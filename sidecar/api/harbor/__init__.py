@@ -1,5 +1,5 @@
 """Harbor's v2.0 REST API for webhook policies, their history, projects, the global switch,
-artifact scans, and registries and replication (policies, executions, tasks).
+artifact scans, registries and replication (policies, executions, tasks), and tag retention.
 
 Same paths, bodies, status codes, headers and messages as Harbor, so scripts, Harbor's API
 clients and the Terraform provider work unchanged. One module per resource; `blueprint` holds
@@ -26,9 +26,10 @@ from sidecar.api.harbor import projects as projects
 from sidecar.api.harbor import quotas as quotas
 from sidecar.api.harbor import registries as registries
 from sidecar.api.harbor import replication as replication
+from sidecar.api.harbor import retentions as retentions
 from sidecar.api.harbor import scanners as scanners
 from sidecar.api.harbor.blueprint import bp as bp
 
 __all__ = ["artifacts", "bp", "configurations", "executions", "policies", "policy_health",
            "policy_probe",
-           "projects", "quotas", "registries", "replication"]
+           "projects", "quotas", "registries", "replication", "retentions"]

@@ -25,6 +25,7 @@ from sidecar.api.harbor.params import unprocessable
 from sidecar.rules.policy import PROJECT_NAME
 from sidecar.store import policy_catalog as catalog
 from sidecar.store import quota_catalog
+from sidecar.store import tag_retention
 
 
 @bp.get("/projects")
@@ -35,7 +36,8 @@ def list_projects():
     public = query_bool("public")
     query_bool("with_detail", True)  # every answer here is the detailed one
     total, rows = db(catalog.list_projects, page, request.args.get("name", ""), public)
-    return listing([shapes.project_json(p) for p in rows], total, page)
+    retention = db(tag_retention.policy_ids)
+    return listing([shapes.project_json(p, retention.get(p.name)) for p in rows], total, page)
 
 
 def _head_project() -> Response:
@@ -66,7 +68,8 @@ def create_project():
 
 @bp.get("/projects/<ref>")
 def get_project(ref: str):
-    return jsonify(shapes.project_json(project(ref)))
+    found = project(ref)
+    return jsonify(shapes.project_json(found, db(tag_retention.policy_ids).get(found.name)))
 
 
 @bp.put("/projects/<ref>")

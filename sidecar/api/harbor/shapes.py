@@ -65,8 +65,12 @@ def last_trigger_json(policy: PolicyView, trigger: Trigger) -> dict[str, Any]:
     }
 
 
-def project_json(project: ProjectView) -> dict[str, Any]:
-    """The part of Harbor's Project model that means something here."""
+def project_json(project: ProjectView, retention_id: int | None = None) -> dict[str, Any]:
+    """The part of Harbor's Project model that means something here; `retention_id` is the
+    project's tag retention policy (metadata, a string as in Harbor)."""
+    metadata = {"public": "true" if project.public else "false"}
+    if retention_id:
+        metadata["retention_id"] = str(retention_id)
     return {
         "project_id": project.id,
         "name": project.name,
@@ -76,7 +80,7 @@ def project_json(project: ProjectView) -> dict[str, Any]:
         "update_time": strfmt_time(project.created_at),
         "deleted": False,
         "repo_count": project.repo_count,
-        "metadata": {"public": "true" if project.public else "false"},
+        "metadata": metadata,
     }
 
 
