@@ -18,6 +18,7 @@ import requests
 
 from tests.support import clients
 from tests.support import recorded
+from tests.support.bad_registry import BadRegistry
 from tests.support.sidecar import sidecar_command
 
 pytestmark = pytest.mark.e2e
@@ -314,3 +315,62 @@ def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, regis
     assert paged.headers["X-Total-Count"] == "2"
     assert [e["id"] for e in paged.json()] == [real_id]
     assert 'rel="next"' in paged.headers["Link"]
+
+
+def _jobs(sidecar, kind: str) -> list[dict]:
+    path = sidecar.database.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(
+            "SELECT * FROM job WHERE kind = ? ORDER BY id", (kind,))]
+
+
+def test_kill_9_mid_run_resumes_and_deletes_nothing_twice(
+        sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
+                              config={"sidecar": {"jobs": {"lease_seconds": 5,
+                                                           "backoff_seconds": 0.2,
+                                                           "backoff_max_seconds": 0.5}}})
+    tags = [f"v{i}" for i in range(6)]
+    _push_tags(sidecar, image, repository, tags, gap=0)
+    _settle(sidecar, repository, "v0")
+    # from now on every DELETE takes half a second: long enough to kill the run mid-way
+    slow = BadRegistry("slow-delete", upstream=registry.url, delay=0.5).start()
+    try:
+        sidecar.stop()
+        sidecar.upstream = slow.url
+        sidecar.start()
+        subprocess.run([*sidecar_command(), "retention", "run", project, "--database",
+                        sidecar.database], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while True:
+            tasks = _jobs(sidecar, "retention-task")
+            if tasks and json.loads(tasks[0]["state_json"]).get("deleted"):
+                break  # one deletion saved, the next under way
+            assert time.monotonic() < deadline, sidecar.log()[-3000:]
+            time.sleep(0.05)
+        sidecar.kill()
+        [task] = _jobs(sidecar, "retention-task")
+        assert task["status"] == "running", "killed mid-run"
+        done_before = len(json.loads(task["state_json"])["deleted"])
+        assert done_before < 5
+
+        sidecar.start()
+        deadline = time.monotonic() + 60
+        while _jobs(sidecar, "retention-task")[0]["status"] != "succeeded":
+            assert time.monotonic() < deadline, sidecar.log()[-3000:]
+            time.sleep(0.2)
+    finally:
+        slow.stop()
+    assert len(_tags(registry, repository)) == 1
+    deletes = [a for a in slow.answers if a[0] == "DELETE"]
+    accepted = [path for _, path, status in deletes if status == 202]
+    assert len(accepted) == 5 and len(set(accepted)) == 5  # each artifact deleted once
+    events = recorded.events(sidecar)
+    assert [e["type"] for e in events].count("DELETE_ARTIFACT") == 5
+    [retention] = [e["payload"]["event_data"]["retention"] for e in events
+                   if e["type"] == "TAG_RETENTION"]
+    assert (retention["total"], retention["retained"]) == (6, 1)
+    assert len(retention["deleted_artifact"]) == 5

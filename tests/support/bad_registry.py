@@ -1,12 +1,14 @@
 """Destinations that misbehave, for replication's bad-input tests: one that answers every
 request with an HTML page, one that redirects every request to itself, and one in front of a
-real registry that names a wrong digest for every manifest it holds."""
+real registry that names a wrong digest for every manifest it holds; and one in front of a real
+registry that is slow to delete ("slow-delete": retention's kill -9 test cuts a run short)."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
 import threading
+import time
 from urllib.parse import urlsplit
 
 from tests.support.ports import free_port
@@ -16,14 +18,17 @@ GARBAGE = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
 
 
 class BadRegistry:
-    """`mode`: "garbage", "redirect" or "wrong-digest" (which needs `upstream`)."""
+    """`mode`: "garbage", "redirect", "wrong-digest" or "slow-delete" (which need
+    `upstream`). `answers` records (method, path, status) of what was forwarded."""
 
-    def __init__(self, mode: str, upstream: str | None = None):
+    def __init__(self, mode: str, upstream: str | None = None, delay: float = 0.5):
         self.mode = mode
         self.upstream = urlsplit(upstream) if upstream else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[tuple[str, str]] = []
+        self.answers: list[tuple[str, str, int]] = []
+        self.delay = delay
         self._server: http.server.ThreadingHTTPServer | None = None
 
     def start(self) -> BadRegistry:
@@ -61,13 +66,17 @@ class BadRegistry:
                            if k.lower() not in ("host", "transfer-encoding", "content-length")}
                 if body or self.command in ("PUT", "POST", "PATCH"):
                     headers["Content-Length"] = str(len(body))
+                if bad.mode == "slow-delete" and self.command == "DELETE":
+                    time.sleep(bad.delay)
                 upstream.request(self.command, self.path, body=body or None, headers=headers)
                 answer = upstream.getresponse()
+                bad.answers.append((self.command, self.path, answer.status))
                 data = answer.read()
                 out = {k: v for k, v in answer.getheaders()
                        if k.lower() not in ("transfer-encoding", "content-length",
                                             "connection")}
-                if "/manifests/" in self.path and "Docker-Content-Digest" in out:
+                if bad.mode == "wrong-digest" and "/manifests/" in self.path and \
+                        "Docker-Content-Digest" in out:
                     out["Docker-Content-Digest"] = WRONG_DIGEST
                 self._reply(answer.status, out, data, head=self.command == "HEAD",
                             length=answer.getheader("Content-Length"))
