@@ -374,3 +374,17 @@ def test_kill_9_mid_run_resumes_and_deletes_nothing_twice(
                    if e["type"] == "TAG_RETENTION"]
     assert (retention["total"], retention["retained"]) == (6, 1)
     assert len(retention["deleted_artifact"]) == 5
+
+    status = sidecar.status()["retention"]
+    [listed] = [p for p in status["policies"] if p["project"] == project]
+    assert listed["id"] == policy_id and listed["schedule"] == ""
+    assert listed["last_run"]["id"] == real_id and listed["last_run"]["deleted"] == 2
+    assert [(e["id"], e["dry_run"], e["deleted"]) for e in status["recent_executions"]] == \
+        [(real_id, False, 2), (dry_id, True, 0)]
+    page = requests.get(f"{sidecar.url}/sidecar/status", headers={"Accept": "text/html"},
+                        timeout=10).text
+    assert "Tag retention" in page and "would delete 2" in page
+    text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "TAG RETENTION" in text and "RECENT RETENTION RUNS" in text
+    assert "would 2" in text

@@ -153,9 +153,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not _store_or_fail(args):
             return 2
         from sidecar.api.ops.report import status_json
+        from sidecar.store import retention_runs
         from sidecar.store.status_report import status_report
 
         status = status_json(status_report(limit=args.limit))
+        status["retention"] = retention_runs.report()
         settings = load_settings(args.config)
         status["upstream"] = {"url": redact_address(settings.upstream),
                               "healthy": _upstream_healthy(settings.upstream)}

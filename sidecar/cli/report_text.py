@@ -91,6 +91,7 @@ def status_text(status: dict[str, Any]) -> str:
                              state if i == 0 else "", t["event_type"],
                              when(t.get("last_trigger_time")), t.get("status") or ""))
         out.append(table(("POLICY", "STATE", "EVENT TYPE", "LAST TRIGGER", "OUTCOME"), rows))
+    out.extend(retention_text(status.get("retention") or {}))
     attention = (status.get("retrying") or []) + (status.get("recent_failures") or [])
     if attention:
         out.append("\nFAILED AND RETRYING")
@@ -98,6 +99,29 @@ def status_text(status: dict[str, Any]) -> str:
     out.append("\nRECENT DELIVERIES")
     out.append(deliveries_table(status.get("recent") or []))
     return "\n".join(out)
+
+
+def retention_text(retention: dict[str, Any]) -> list[str]:
+    """Tag retention: each project's policy, its next scheduled run and its last runs."""
+    out: list[str] = []
+    policies = retention.get("policies") or []
+    if policies:
+        out.append("\nTAG RETENTION")
+        out.append(table(("PROJECT", "POLICY", "RULES", "SCHEDULE", "NEXT RUN"),
+                         [(p["project"], p["id"], p["rules"], p["schedule"] or "manual",
+                           when(p.get("next_run")) if p.get("next_run") else "-")
+                          for p in policies]))
+    runs = retention.get("recent_executions") or []
+    if runs:
+        out.append("\nRECENT RETENTION RUNS")
+        out.append(table(("ID", "PROJECT", "TRIGGER", "STATUS", "STARTED", "TOTAL", "RETAINED",
+                          "DELETED"),
+                         [(e["id"], e["project"], e["trigger"] + (" (dry run)" if e["dry_run"]
+                                                                  else ""),
+                           e["status"], when(e.get("start_time")), e["total"], e["retained"],
+                           f"would {e['total'] - e['retained']}" if e["dry_run"]
+                           else e["deleted"]) for e in runs]))
+    return out
 
 
 def replay_text(result: dict[str, Any]) -> str:

@@ -228,12 +228,17 @@ def _execution_view(row: RetentionExecution, job: Job, task_views: list[TaskView
 
 
 def report(limit: int = 10) -> dict[str, Any]:
-    """What /sidecar/status shows of tag retention: the policies and the latest runs."""
+    """What /sidecar/status and `sidecar status` show of tag retention: each policy with its
+    next scheduled run and latest run, and the latest runs with what they deleted."""
+    from sidecar.rules.cron import next_fire
     from sidecar.store import tag_retention
 
+    now = clock.now()
     _, recent = executions(limit=limit)
-    return {
-        "policies": [{"id": p.id, "project": p.project, "schedule": p.schedule,
-                      "rules": len(p.rules)} for p in tag_retention.policies()],
-        "recent_executions": [vars(v) for v in recent],
-    }
+    policies = []
+    for p in tag_retention.policies():
+        _, last = executions(policy_id=p.id, limit=1)
+        policies.append({"id": p.id, "project": p.project, "schedule": p.schedule,
+                         "next_run": next_fire(p.schedule, now), "rules": len(p.rules),
+                         "last_run": vars(last[0]) if last else None})
+    return {"policies": policies, "recent_executions": [vars(v) for v in recent]}

@@ -24,6 +24,7 @@ from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
 from sidecar.store import replication_runs
+from sidecar.store import retention_runs
 from sidecar.store import target_health
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scans_status
@@ -84,6 +85,7 @@ def status():
     body["registry_credential"] = credential_report(runtime.registry.has_credential)
     body["scans"] = runtime.executor.run(scans_status)
     body["replication"] = runtime.executor.run(replication_runs.report)
+    body["retention"] = runtime.executor.run(retention_runs.report)
     body["quotas"] = runtime.executor.run(quotas_status)
     body["disabled_targets"] = runtime.executor.run(disabled_status)
     if wants_html():
