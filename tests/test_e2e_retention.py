@@ -8,6 +8,7 @@ Each test has its own project, so the session's registry is shared.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -316,6 +317,20 @@ def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, regis
     assert [e["id"] for e in paged.json()] == [real_id]
     assert 'rel="next"' in paged.headers["Link"]
 
+    status = sidecar.status()["retention"]
+    [listed] = [p for p in status["policies"] if p["project"] == project]
+    assert listed["id"] == policy_id and listed["schedule"] == ""
+    assert listed["last_run"]["id"] == real_id and listed["last_run"]["deleted"] == 2
+    assert [(e["id"], e["dry_run"], e["deleted"]) for e in status["recent_executions"]] == \
+        [(real_id, False, 2), (dry_id, True, 0)]
+    page = requests.get(f"{sidecar.url}/sidecar/status", headers={"Accept": "text/html"},
+                        timeout=10).text
+    assert "Tag retention" in page and "would delete 2" in page
+    text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "TAG RETENTION" in text and "RECENT RETENTION RUNS" in text
+    assert "would 2" in text
+
 
 def _jobs(sidecar, kind: str) -> list[dict]:
     path = sidecar.database.removeprefix("sqlite:///")
@@ -375,16 +390,48 @@ def test_kill_9_mid_run_resumes_and_deletes_nothing_twice(
     assert (retention["total"], retention["retained"]) == (6, 1)
     assert len(retention["deleted_artifact"]) == 5
 
-    status = sidecar.status()["retention"]
-    [listed] = [p for p in status["policies"] if p["project"] == project]
-    assert listed["id"] == policy_id and listed["schedule"] == ""
-    assert listed["last_run"]["id"] == real_id and listed["last_run"]["deleted"] == 2
-    assert [(e["id"], e["dry_run"], e["deleted"]) for e in status["recent_executions"]] == \
-        [(real_id, False, 2), (dry_id, True, 0)]
-    page = requests.get(f"{sidecar.url}/sidecar/status", headers={"Accept": "text/html"},
-                        timeout=10).text
-    assert "Tag retention" in page and "would delete 2" in page
-    text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
-                          capture_output=True, text=True, timeout=60).stdout
-    assert "TAG RETENTION" in text and "RECENT RETENTION RUNS" in text
-    assert "would 2" in text
+
+
+def test_the_projects_page_shows_retention_and_runs_it(sidecar_factory, receiver, registry,
+                                                       image):
+    project = _project()
+    repository = f"{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url, "nothing",
+                                     schedule="0 0 3 * * *"))
+    _push_tags(sidecar, image, repository, ["a", "b"], gap=0)
+    _settle(sidecar, repository, "a")
+    project_id = requests.get(f"{sidecar.url}/api/v2.0/projects/{project}",
+                              auth=("admin", "Harbor12345"), timeout=10).json()["project_id"]
+    ui = f"{sidecar.url}/sidecar/ui"
+    browser = requests.Session()
+    form = browser.get(f"{ui}/login", timeout=10)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    assert browser.post(f"{ui}/login", data={"csrf_token": token, "username": "admin",
+                                             "password": "Harbor12345"},
+                        timeout=10).status_code == 200
+    page = browser.get(f"{ui}/projects/{project_id}/webhooks", timeout=10).text
+    assert 'id="retention"' in page and "<code>nothing</code>" in page
+    assert "0 0 3 * * *" in page and "next run" in page
+    assert 'id="retains-nothing"' in page  # the rules delete everything: said up front
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    run_url = f"{ui}/projects/{project_id}/retention/run"
+
+    refused = browser.post(run_url, data={"dry_run": "true"}, timeout=10)
+    assert refused.status_code == 400  # no CSRF token: refused, nothing run
+
+    done = browser.post(run_url, data={"csrf_token": token, "dry_run": "true"}, timeout=10)
+    assert done.status_code == 200 and "Dry run" in done.text
+    deadline = time.monotonic() + 60
+    while "would delete 2" not in browser.get(f"{ui}/projects/{project_id}/webhooks",
+                                              timeout=10).text:
+        assert time.monotonic() < deadline, sidecar.log()[-3000:]
+        time.sleep(0.3)
+    assert _tags(registry, repository) == ["a", "b"]
+
+    browser.post(run_url, data={"csrf_token": token, "dry_run": "false"}, timeout=10)
+    deadline = time.monotonic() + 60
+    while _tags(registry, repository):
+        assert time.monotonic() < deadline, sidecar.log()[-3000:]
+        time.sleep(0.3)
+    page = browser.get(f"{ui}/projects/{project_id}/webhooks", timeout=10).text
+    assert re.search(r'class="num deleted">\s*2\s*<', page), page

@@ -242,3 +242,17 @@ def report(limit: int = 10) -> dict[str, Any]:
                          "next_run": next_fire(p.schedule, now), "rules": len(p.rules),
                          "last_run": vars(last[0]) if last else None})
     return {"policies": policies, "recent_executions": [vars(v) for v in recent]}
+
+
+def project_section(project: str, limit: int = 10) -> dict[str, Any] | None:
+    """The Retention section of a project's page: its rules, next scheduled run and last
+    runs (each with its tasks); None when the project has no retention policy."""
+    from sidecar.rules.cron import next_fire
+    from sidecar.store import tag_retention
+
+    policy = tag_retention.policy_for_project(project)
+    if policy is None:
+        return None
+    _, recent = executions(policy_id=policy.id, limit=limit)
+    return {"policy": policy, "next_run": next_fire(policy.schedule, clock.now()),
+            "executions": [(v, tasks(v.id, limit=100)[1]) for v in recent]}

@@ -48,6 +48,7 @@ from sidecar.rules.policy import parse_policy
 from sidecar.store import delivery_history as history
 from sidecar.store import policies as policy_store
 from sidecar.store import policy_catalog as store
+from sidecar.store import retention_runs
 from sidecar.store import target_health
 from sidecar.store.models import FAILED
 from sidecar.store.quota_limits import all_usage
@@ -227,6 +228,7 @@ def webhooks(project_id: int):
         notifications_enabled=_db(runtime.notifications_enabled),
         rules_file=runtime.settings.rules or "",
         scans=_db(scan_status, 10, project.name),
+        retention=_db(retention_runs.project_section, project.name),
     )
 
 
