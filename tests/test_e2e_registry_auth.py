@@ -262,7 +262,7 @@ def test_status_says_which_features_run_degraded_without_the_credential(
     assert [d["feature"] for d in report["degraded"]] == [
         "pre-delete lookups", "scanning",
         "quota recalculation", "replication source reads",
-        "retention (upcoming)"]
+        "tag retention"]
     page = _status_html(without)
     assert "No <code>sidecar.registry_credential</code> is set" in page
     assert "pre-delete lookups" in page and "5 features degraded" in page

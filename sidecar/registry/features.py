@@ -21,8 +21,8 @@ OWN_ACCESS: tuple[tuple[str, str], ...] = (
                             "figure"),
     ("replication source reads", "anonymous: private repositories cannot be replicated, and "
      "manual runs cannot list the catalog of a registry that wants credentials"),
-    ("retention (upcoming)", "anonymous: cannot list the catalog or delete on a registry "
-                             "that wants credentials"),
+    ("tag retention", "anonymous: cannot list the catalog or delete on a registry "
+                       "that wants credentials"),
 )
 
 
