@@ -121,7 +121,7 @@ def earlier_active(project: str, execution_id: int) -> int | None:
         (RetentionExecution.project == project) & (RetentionExecution.id < execution_id))]
     if not earlier:
         return None
-    row = (Job.select(Job.id, Job.parent)
+    row = (Job.select(Job.id, Job.parent, Job.kind)
            .where((Job.id.in_(earlier) | Job.parent.in_(earlier))
                   & Job.kind.in_(list(KINDS)) & Job.status.not_in(list(FINAL)))
            .order_by(Job.id).first())
