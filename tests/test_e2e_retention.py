@@ -311,6 +311,12 @@ def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, regis
     row = ended(real_id)
     assert row["status"] == "Success" and "dry_run" not in row
     assert _tags(registry, repository) == ["v3"]
+    assert api.patch(f"{base}/retentions/{policy_id}/executions/{real_id}",
+                     json={"action": "pause"}, timeout=10).status_code == 400
+    assert api.patch(f"{base}/retentions/{policy_id}/executions/{real_id}",
+                     json={"action": "stop"}, timeout=10).status_code == 200  # ended: a no-op
+    assert api.get(f"{base}/retentions/{policy_id}/executions/999999/tasks",
+                   timeout=10).status_code == 404
     paged = api.get(f"{base}/retentions/{policy_id}/executions",
                     params={"page": 1, "page_size": 1}, timeout=10)
     assert paged.headers["X-Total-Count"] == "2"

@@ -126,3 +126,10 @@ def test_an_image_configs_created_time_is_read_as_go_writes_it():
     assert _parse_time("2024-03-01T10:00:00.123456789Z") == 1709287200
     assert _parse_time("2024-03-01T12:00:00+02:00") == 1709287200
     assert _parse_time("yesterday") is None and _parse_time(None) is None
+
+
+def test_a_rule_set_that_keeps_nothing_is_recognised(database):
+    sync(RULES.replace("latestPushedK: 3", "latestPushedK: 0"))
+    assert runs.retains_nothing(store.policy_for_project("library"))
+    sync(RULES)
+    assert not runs.retains_nothing(store.policy_for_project("library"))

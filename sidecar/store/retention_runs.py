@@ -255,4 +255,19 @@ def project_section(project: str, limit: int = 10) -> dict[str, Any] | None:
         return None
     _, recent = executions(policy_id=policy.id, limit=limit)
     return {"policy": policy, "next_run": next_fire(policy.schedule, clock.now()),
+            "retains_nothing": retains_nothing(policy),
             "executions": [(v, tasks(v.id, limit=100)[1]) for v in recent]}
+
+
+#: templates that keep a number of artifacts: with 0 they keep none
+_COUNTS = ("latestPushedK", "latestPulledN", "latestActiveK")
+
+
+def retains_nothing(policy: PolicyView) -> bool:
+    """Whether a run deletes every artifact of the repositories the rules select (`nothing`,
+    or a count of 0, in every enabled rule): the UI says so before anyone presses Run."""
+    active = [r for r in policy.rules if not r.get("disabled") and r.get("tag_selectors")]
+    return bool(active) and all(
+        r.get("template") == "nothing"
+        or (r.get("template") in _COUNTS and (r.get("params") or {}).get(r["template"]) == 0)
+        for r in active)
