@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.events.model import ARTIFACT_EVENTS
+from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.retain.activity import Activity
 from sidecar.retain.activity import ArtifactTimes
@@ -29,7 +30,10 @@ def record_activity(events: Sequence[Any]) -> int:
                 and e.type in ARTIFACT_EVENTS and e.repository and e.digest]
     if not relevant:
         return 0
-    artifact_keys, tag_keys, deleted = keys_of(relevant)
+    artifact_keys, _, deleted = keys_of(relevant)
+    # a pull never changes a tag's row: only pushes' tags are read
+    tag_keys = {(e.repository, tag) for e in relevant if e.type == PUSH_ARTIFACT
+                for tag in e.tags}
     artifact_rows, tag_rows = store.load_activity(artifact_keys, tag_keys, deleted)
     before = Activity(
         artifacts={key: ArtifactTimes(key[0], key[1], pushed, pulled)

@@ -19,6 +19,7 @@ from sidecar.rules.load import Rules
 from sidecar.rules.retention import RetentionPolicy
 from sidecar.rules.retention import parse_retention
 from sidecar.store.models import Project
+from sidecar.store.models import database
 from sidecar.store.tag_retention_models import ArtifactActivity
 from sidecar.store.tag_retention_models import RetentionPolicyRow
 from sidecar.store.tag_retention_models import TagActivity
@@ -111,6 +112,27 @@ def policy_ids() -> dict[str, int]:
 
 
 # -- activity -----------------------------------------------------------------------------------
+# Written out rather than built per call: these run in the recorder's transaction for every
+# batch of pushes and pulls, where peewee building the SQL cost several times the query.
+_SELECT_ARTIFACTS = ("SELECT repository, digest, pushed_at, pulled_at FROM artifact_activity "
+                     "WHERE repository = {p} AND digest IN ({many})")
+_SELECT_TAGS = ("SELECT repository, tag, digest, pushed_at FROM tag_activity "
+                "WHERE repository = {p} AND {column} IN ({many})")
+_UPSERT_ARTIFACT = ("INSERT INTO artifact_activity (repository, digest, pushed_at, pulled_at) "
+                    "VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (repository, digest) DO UPDATE "
+                    "SET pushed_at = excluded.pushed_at, pulled_at = excluded.pulled_at")
+_UPSERT_TAG = ("INSERT INTO tag_activity (repository, tag, digest, pushed_at) "
+               "VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (repository, tag) DO UPDATE "
+               "SET digest = excluded.digest, pushed_at = excluded.pushed_at")
+_DELETE_ARTIFACT = "DELETE FROM artifact_activity WHERE repository = {p} AND digest = {p}"
+_DELETE_TAG = "DELETE FROM tag_activity WHERE repository = {p} AND tag = {p}"
+
+
+def _sql(template: str, count: int = 0, **names: str) -> str:
+    p = database.param
+    return template.format(p=p, many=", ".join([p] * count), **names)
+
+
 def load_activity(artifact_keys: Iterable[tuple[str, str]], tag_keys: Iterable[tuple[str, str]],
                   deleted: Iterable[tuple[str, str]]
                   ) -> tuple[dict[tuple[str, str], tuple[int | None, int | None]],
@@ -120,18 +142,16 @@ def load_activity(artifact_keys: Iterable[tuple[str, str]], tag_keys: Iterable[t
     artifacts: dict[tuple[str, str], tuple[int | None, int | None]] = {}
     tags: dict[tuple[str, str], tuple[str, int]] = {}
     for repository, digests in _by_repository(artifact_keys).items():
-        for row in ArtifactActivity.select().where(
-                (ArtifactActivity.repository == repository)
-                & ArtifactActivity.digest.in_(digests)):
-            artifacts[(row.repository, row.digest)] = (row.pushed_at, row.pulled_at)
-    for repository, names in _by_repository(tag_keys).items():
-        for row in TagActivity.select().where((TagActivity.repository == repository)
-                                              & TagActivity.tag.in_(names)):
-            tags[(row.repository, row.tag)] = (row.digest, row.pushed_at)
-    for repository, digests in _by_repository(deleted).items():
-        for row in TagActivity.select().where((TagActivity.repository == repository)
-                                              & TagActivity.digest.in_(digests)):
-            tags[(row.repository, row.tag)] = (row.digest, row.pushed_at)
+        cursor = database.execute_sql(_sql(_SELECT_ARTIFACTS, len(digests)),
+                                      (repository, *digests))
+        for repo, digest, pushed, pulled in cursor.fetchall():
+            artifacts[(repo, digest)] = (pushed, pulled)
+    for column, keys in (("tag", tag_keys), ("digest", deleted)):
+        for repository, values in _by_repository(keys).items():
+            cursor = database.execute_sql(_sql(_SELECT_TAGS, len(values), column=column),
+                                          (repository, *values))
+            for repo, tag, digest, pushed in cursor.fetchall():
+                tags[(repo, tag)] = (digest, pushed)
     return artifacts, tags
 
 
@@ -140,27 +160,17 @@ def save_activity(artifacts: Mapping[tuple[str, str], Any],
     """Write back what the fold produced; a None value deletes the row. Values carry
     `pushed_at`/`pulled_at` (artifacts) and `digest`/`pushed_at` (tags)."""
     for (repository, digest), row in artifacts.items():
-        where = (ArtifactActivity.repository == repository) & (ArtifactActivity.digest == digest)
         if row is None:
-            ArtifactActivity.delete().where(where).execute()
-            continue
-        (ArtifactActivity.insert(repository=repository, digest=digest, pushed_at=row.pushed_at,
-                                 pulled_at=row.pulled_at)
-         .on_conflict(conflict_target=[ArtifactActivity.repository, ArtifactActivity.digest],
-                      update={ArtifactActivity.pushed_at: row.pushed_at,
-                              ArtifactActivity.pulled_at: row.pulled_at})
-         .execute())
+            database.execute_sql(_sql(_DELETE_ARTIFACT), (repository, digest))
+        else:
+            database.execute_sql(_sql(_UPSERT_ARTIFACT),
+                                 (repository, digest, row.pushed_at, row.pulled_at))
     for (repository, tag), row in tags.items():
-        where = (TagActivity.repository == repository) & (TagActivity.tag == tag)
         if row is None:
-            TagActivity.delete().where(where).execute()
-            continue
-        (TagActivity.insert(repository=repository, tag=tag, digest=row.digest,
-                            pushed_at=row.pushed_at)
-         .on_conflict(conflict_target=[TagActivity.repository, TagActivity.tag],
-                      update={TagActivity.digest: row.digest,
-                              TagActivity.pushed_at: row.pushed_at})
-         .execute())
+            database.execute_sql(_sql(_DELETE_TAG), (repository, tag))
+        else:
+            database.execute_sql(_sql(_UPSERT_TAG),
+                                 (repository, tag, row.digest, row.pushed_at))
 
 
 def repository_activity(repository: str
