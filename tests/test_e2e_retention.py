@@ -441,3 +441,43 @@ def test_the_projects_page_shows_retention_and_runs_it(sidecar_factory, receiver
         time.sleep(0.3)
     page = browser.get(f"{ui}/projects/{project_id}/webhooks", timeout=10).text
     assert re.search(r'class="num deleted">\s*2\s*<', page), page
+
+
+def test_two_sidecars_on_postgresql_run_a_project_once_at_a_time(
+        postgres_database, sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    rules = _rules(project, receiver.url, "latestPushedK", 1)
+    first = sidecar_factory(rules, database=postgres_database)
+    second = sidecar_factory(rules, database=postgres_database)
+    _push_tags(first, image, repository, ["v1", "v2", "v3", "v4"])
+    time.sleep(2)  # the pushes recorded (a lone event is committed at once), the second over
+
+    def queue() -> int:
+        result = subprocess.run([*sidecar_command(), "retention", "run", project, "--json",
+                                 "--database", postgres_database],
+                                capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(result.stdout)["execution_id"]
+
+    ids = [queue(), queue()]
+    deadline = time.monotonic() + 90
+    while True:
+        status = json.loads(subprocess.run(
+            [*sidecar_command(), "status", "--json", "--database", postgres_database],
+            capture_output=True, text=True, timeout=60, check=True).stdout)
+        runs = {e["id"]: e for e in status["retention"]["recent_executions"]}
+        if all(runs.get(i, {}).get("status") not in (None, "Running") for i in ids):
+            break
+        assert time.monotonic() < deadline, (runs, first.log()[-2000:], second.log()[-2000:])
+        time.sleep(0.5)
+    assert [runs[i]["status"] for i in ids] == ["Success", "Success"]
+    assert [runs[i]["deleted"] for i in ids] == [3, 0]  # the second ran after the first
+    assert _tags(registry, repository) == ["v4"]
+    api = requests.Session()
+    api.auth = ("admin", "Harbor12345")
+    policy_id = status["retention"]["policies"][0]["id"]
+    [done] = api.get(f"{second.url}/api/v2.0/retentions/{policy_id}/executions/{ids[0]}/tasks",
+                     timeout=10).json()
+    [later] = api.get(f"{first.url}/api/v2.0/retentions/{policy_id}/executions/{ids[1]}/tasks",
+                      timeout=10).json()
+    assert later["start_time"] >= done["end_time"]
