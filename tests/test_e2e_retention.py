@@ -481,3 +481,45 @@ def test_two_sidecars_on_postgresql_run_a_project_once_at_a_time(
     [later] = api.get(f"{first.url}/api/v2.0/retentions/{policy_id}/executions/{ids[1]}/tasks",
                       timeout=10).json()
     assert later["start_time"] >= done["end_time"]
+
+
+def test_an_artifact_pushed_while_the_run_goes_is_not_deleted(
+        sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    slow = BadRegistry("slow-delete", upstream=registry.url, delay=1.0).start()
+    try:
+        sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
+                                  upstream=slow.url)
+        layouts = {}
+        for tag in ("v0", "v1", "v2", "v3"):
+            layouts[tag], _ = image(tag=tag, layers=1, layer_size=4096)
+            clients.push(layouts[tag], tag, f"{sidecar.netloc}/{repository}:{tag}")
+        _settle(sidecar, repository, "v0")
+        subprocess.run([*sidecar_command(), "retention", "run", project, "--database",
+                        sidecar.database], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while True:  # the decision is saved before the first (slow) delete
+            tasks = _jobs(sidecar, "retention-task")
+            plan = json.loads(tasks[0]["state_json"]).get("delete") if tasks else None
+            if plan:
+                break
+            assert time.monotonic() < deadline, sidecar.log()[-3000:]
+            time.sleep(0.05)
+        assert len(plan) == 3
+        digest, [old_tag] = plan[-1]  # the last to go: tag it again now, during the run
+        clients.push(layouts[old_tag], old_tag, f"{sidecar.netloc}/{repository}:fresh")
+        deadline = time.monotonic() + 60
+        while _jobs(sidecar, "retention-task")[0]["status"] != "succeeded":
+            assert time.monotonic() < deadline, sidecar.log()[-3000:]
+            time.sleep(0.2)
+    finally:
+        slow.stop()
+    [task] = _jobs(sidecar, "retention-task")
+    assert json.loads(task["result_json"]) == {"total": 4, "retained": 2, "deleted": 2}
+    assert "pushed since the run started: kept" in task["log_text"]
+    remaining = _tags(registry, repository)
+    assert "fresh" in remaining and old_tag in remaining and len(remaining) == 3
+    assert clients.inspect_raw(f"{registry.netloc}/{repository}:fresh") is not None
+    assert digest not in [path.rsplit("/", 1)[1] for m, path, status in slow.answers
+                          if m == "DELETE"]

@@ -183,26 +183,46 @@ class TaskHandler:
                 self._registry.delete_manifest(repository, digest)
             except NotFound:
                 ctx.log(f"{repository}@{digest}: already gone")
+            except RegistryError as exc:
+                if exc.status != 405:
+                    raise
+                return Outcome(FAILED, reason=f"the registry refuses deletes ({exc}): enable "
+                               "them in its configuration (Distribution: storage.delete."
+                               "enabled: true)", result={**self._counts(state), "error": 405},
+                               events=self._finished(ctx, state))
             deleted.append([digest, tags])
             state["deleted"] = deleted
             ctx.log(f"deleted {repository}@{digest}" + (f" ({', '.join(tags)})" if tags else ""))
             ctx.checkpoint(state, events=[ArtifactEvent(
                 type=DELETE_ARTIFACT, repository=repository, digest=digest,
                 operator=JOBSERVICE_OPERATOR, occur_at=int(time.time()), tags=tuple(tags))])
-        retained = int(state["retained"]) + len(skipped)
-        result = {"total": int(state["total"]), "retained": retained, "deleted": len(deleted)}
-        events: list[Any] = []
-        if deleted:
-            events.append(TagRetentionEvent(
-                project=str(payload["project"]), occur_at=int(time.time()),
-                operator=ctx.job.operator, policy_id=int(payload["policy_id"]),
-                total=int(state["total"]), retained=retained,
-                deleted=tuple(DeletedArtifact(repository.partition("/")[2], digest,
-                                              tuple(tags)) for digest, tags in deleted),
-                rules=tuple(payload.get("all_rules") or ())))
-            ctx.runner.executor.run(quota_recalc.request_recalc, str(payload["project"]),
-                                    operator=JOBSERVICE_OPERATOR)
-        return Outcome(SUCCEEDED, result=result, events=events)
+        return Outcome(SUCCEEDED, result=self._counts(state),
+                       events=self._finished(ctx, state))
+
+    @staticmethod
+    def _counts(state: dict[str, Any]) -> dict[str, int]:
+        deleted = len(state.get("deleted", []))
+        retained = int(state["total"]) - len(state["delete"]) + len(state.get("skipped", []))
+        return {"total": int(state["total"]), "retained": retained, "deleted": deleted}
+
+    def _finished(self, ctx: JobContext, state: dict[str, Any]) -> list[Any]:
+        """TAG_RETENTION when the task deleted something (and the project's quota, if it has
+        one, recalculated: these deletes did not pass the proxy's books)."""
+        payload = ctx.payload
+        deleted = state.get("deleted", [])
+        if not deleted:
+            return []
+        repository = str(payload["repository"])
+        counts = self._counts(state)
+        ctx.runner.executor.run(quota_recalc.request_recalc, str(payload["project"]),
+                                operator=JOBSERVICE_OPERATOR)
+        return [TagRetentionEvent(
+            project=str(payload["project"]), occur_at=int(time.time()),
+            operator=ctx.job.operator, policy_id=int(payload["policy_id"]),
+            total=counts["total"], retained=counts["retained"],
+            deleted=tuple(DeletedArtifact(repository.partition("/")[2], digest, tuple(tags))
+                          for digest, tags in deleted),
+            rules=tuple(payload.get("all_rules") or ()))]
 
     def _decide(self, ctx: JobContext, repository: str, started_at: float,
                 dry_run: bool) -> dict[str, Any]:
@@ -222,7 +242,7 @@ class TaskHandler:
             ctx.log(f"{c.digest} | {','.join(c.tags) or '-'} | image | "
                     f"pushed {_when(c.pushed_at)} | pulled {_when(c.pulled_at)} | "
                     f"created {_when(c.created_at)} | {'RETAIN' if c.digest in kept else 'DEL'}")
-        return {"total": decision.total + len(decision.protected),
+        return {"total": decision.total,  # protected ones count as retained
                 "retained": len(decision.retained),
                 "delete": [[c.digest, list(c.tags)] for c in decision.deleted],
                 "deleted": [], "skipped": []}
