@@ -251,7 +251,7 @@ def test_a_schedule_starts_runs(sidecar_factory, receiver, registry, image):
     assert payload["operator"] == "harbor-jobservice"
     policy_id = payload["event_data"]["retention"]["retention_policy_id"]
     executions = requests.get(f"{sidecar.url}/api/v2.0/retentions/{policy_id}/executions",
-                              auth=("admin", "Harbor12345"), timeout=10).json()
+                              auth=("admin", sidecar.admin_password), timeout=10).json()
     assert any(e["trigger"] == "Schedule" for e in executions)
 
 
@@ -260,7 +260,7 @@ def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, regis
     repository = f"{project}/app"
     sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1))
     api = requests.Session()
-    api.auth = ("admin", "Harbor12345")
+    api.auth = ("admin", sidecar.admin_password)
     base = f"{sidecar.url}/api/v2.0"
     _push_tags(sidecar, image, repository, ["v1", "v2", "v3"])
     _settle(sidecar, repository, "v3")
@@ -329,7 +329,8 @@ def test_harbors_retention_api_runs_and_reports(sidecar_factory, receiver, regis
     assert listed["last_run"]["id"] == real_id and listed["last_run"]["deleted"] == 2
     assert [(e["id"], e["dry_run"], e["deleted"]) for e in status["recent_executions"]] == \
         [(real_id, False, 2), (dry_id, True, 0)]
-    page = requests.get(f"{sidecar.url}/sidecar/status", headers={"Accept": "text/html"},
+    page = requests.get(f"{sidecar.url}/sidecar/status",
+                        headers={"Accept": "text/html", **sidecar.admin_headers()},
                         timeout=10).text
     assert "Tag retention" in page and "would delete 2" in page
     text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
@@ -407,13 +408,14 @@ def test_the_projects_page_shows_retention_and_runs_it(sidecar_factory, receiver
     _push_tags(sidecar, image, repository, ["a", "b"], gap=0)
     _settle(sidecar, repository, "a")
     project_id = requests.get(f"{sidecar.url}/api/v2.0/projects/{project}",
-                              auth=("admin", "Harbor12345"), timeout=10).json()["project_id"]
+                              auth=("admin", sidecar.admin_password),
+                              timeout=10).json()["project_id"]
     ui = f"{sidecar.url}/sidecar/ui"
     browser = requests.Session()
     form = browser.get(f"{ui}/login", timeout=10)
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
     assert browser.post(f"{ui}/login", data={"csrf_token": token, "username": "admin",
-                                             "password": "Harbor12345"},
+                                             "password": sidecar.admin_password},
                         timeout=10).status_code == 200
     page = browser.get(f"{ui}/projects/{project_id}/webhooks", timeout=10).text
     assert 'id="retention"' in page and "<code>nothing</code>" in page
@@ -474,7 +476,7 @@ def test_two_sidecars_on_postgresql_run_a_project_once_at_a_time(
     assert [runs[i]["deleted"] for i in ids] == [3, 0]  # the second ran after the first
     assert _tags(registry, repository) == ["v4"]
     api = requests.Session()
-    api.auth = ("admin", "Harbor12345")
+    api.auth = ("admin", first.admin_password)
     policy_id = status["retention"]["policies"][0]["id"]
     [done] = api.get(f"{second.url}/api/v2.0/retentions/{policy_id}/executions/{ids[0]}/tasks",
                      timeout=10).json()
