@@ -128,11 +128,40 @@ class SidecarServer(BaseApplication):
 
     def load(self):
         global _runtime
+        native_logging_locks()
         _without_postgres_driver(self.settings)
         from sidecar.app import create_app
 
         app, _runtime = create_app(self.settings, preloaded=self.preloaded)
         return app
+
+
+def native_logging_locks() -> None:
+    """Give logging's locks back their native kind, in a gevent-patched worker.
+
+    gevent's patching turns the logging module's locks and every handler's into gevent locks,
+    which are not safe between OS threads: the database threads (store.executor) log too, and
+    a greenlet waiting for a handler lock that such a thread holds (or the other way round)
+    can miss its wake-up and wait for ever, with every request that logs after it (seen with
+    debug logging, where every query is logged from those threads). A native lock is held
+    only while a line is written to a stream, which never yields to another greenlet.
+    """
+    from gevent import monkey
+
+    if not monkey.is_module_patched("threading"):
+        return
+    native = monkey.get_original("_thread", "RLock")
+
+    def create_lock(handler: logging.Handler) -> None:
+        handler.lock = native()
+
+    logging.Handler.createLock = create_lock  # handlers made from now on
+    logging._lock = native()  # the module's own (logger creation, configuration)
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.lock = native()
 
 
 def _without_postgres_driver(settings: Settings) -> None:
