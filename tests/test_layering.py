@@ -45,10 +45,12 @@ ALLOWED = {
     "api": {"store", "clientaddr"},
     "api.harbor": {"api", "events", "rules", "store", "dispatch", "dispatch.formats",
                    "redact", "timefmt", "scan", "replicate"},
-    "api.ops": {"api", "events", "store", "redact", "timefmt", "metrics", "registry"},
-    # a UI delivery row is the status page's (api.ops.report)
-    "api.ui": {"api", "api.ops", "events", "rules", "store", "dispatch", "dispatch.formats",
-               "redact", "timefmt", "replicate"},
+    # the status report pages its policies with Harbor's conventions (api.harbor.params)
+    "api.ops": {"api", "api.harbor", "events", "store", "redact", "timefmt", "metrics",
+                "registry"},
+    # a UI delivery row is the status page's (api.ops.report); lists page as Harbor's do
+    "api.ui": {"api", "api.harbor", "api.ops", "events", "rules", "store", "dispatch",
+               "dispatch.formats", "redact", "timefmt", "replicate"},
     "cli": {"api.ops", "app", "preload", "config", "events", "rules", "store", "dispatch",
             "dispatch.formats", "redact", "timefmt", "proxy", "serve", "registry", "scan",
             "replicate"},

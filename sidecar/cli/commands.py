@@ -139,6 +139,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             # default), unless the sidecar serves it publicly (sidecar.public_status)
             password = load_settings(args.config).admin_password
             response = requests.get(args.url.rstrip("/") + "/sidecar/status",
+                                    params=_policy_params(args),
                                     headers={"Accept": "application/json"}, timeout=10,
                                     auth=("admin", password))
             response.raise_for_status()
@@ -154,9 +155,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 2
         from sidecar.api.ops.report import status_json
         from sidecar.store import retention_runs
+        from sidecar.store.status_report import PolicyQuery
         from sidecar.store.status_report import status_report
+        from sidecar.store.views import Page
 
-        status = status_json(status_report(limit=args.limit))
+        query = PolicyQuery(project=args.project or "", policy=args.policy or "",
+                            page=Page(max(args.page, 1), min(max(args.page_size, 1), 100)))
+        status = status_json(status_report(limit=args.limit, policies=query))
         status["retention"] = retention_runs.report()
         settings = load_settings(args.config)
         status["upstream"] = {"url": redact_address(settings.upstream),
@@ -166,6 +171,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(status_text(status))
     return 0
+
+
+def _policy_params(args: argparse.Namespace) -> dict[str, str]:
+    """The policy page `sidecar status` asks /sidecar/status for (Harbor's page/page_size)."""
+    params = {"page": str(args.page), "page_size": str(args.page_size)}
+    if args.project:
+        params["project"] = args.project
+    if args.policy:
+        params["policy"] = args.policy
+    return params
 
 
 def _upstream_healthy(url: str) -> bool | None:
@@ -278,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(otherwise read the store directly)")
     _store_args(status)
     status.add_argument("--limit", type=int, default=20, help="recent deliveries to show")
+    status.add_argument("--project", help="detail this project's policies")
+    status.add_argument("--policy", help="detail this policy (NAME or PROJECT/NAME)")
+    status.add_argument("--page", type=int, default=1, help="page of policies to show")
+    status.add_argument("--page-size", type=int, default=20,
+                        help="policies per page (at most 100)")
     status.set_defaults(func=cmd_status)
 
     deliveries = sub.add_parser("deliveries", help="list deliveries, newest first")

@@ -65,18 +65,27 @@ def status_text(status: dict[str, Any]) -> str:
         out.append(f"rules         REFUSED, previous rules in force:\n{rules['error']}")
     elif rules.get("file"):
         out.append(f"rules         {rules['file']} loaded {when(rules.get('loaded_at'))}")
+    counts = status.get("policy_counts")
+    if counts:
+        out.append(f"policies      {counts['policies']} in {counts['projects']} projects "
+                   f"({counts['enabled']} enabled)")
     endpoints = status.get("endpoints") or []
     if endpoints:
-        out.append("\nENDPOINTS (failing first)")
+        total = status.get("endpoints_total", len(endpoints))
+        states = status.get("endpoint_states") or {}
+        shown = "" if total <= len(endpoints) else (
+            f", the worst {len(endpoints)} of {total}: "
+            + ", ".join(f"{n} {state}" for state, n in states.items()))
+        out.append(f"\nENDPOINTS (failing first{shown})")
         out.append(table(
             ("STATE", "ENDPOINT", "POLICIES", "OK", "FAILED", "RETRYING", "LAST ATTEMPT",
              "LAST CODE/ERROR"),
-            [(e["state"], e["address"], ", ".join(e["policies"]), e["delivered"], e["failed"],
+            [(e["state"], e["address"], _policies_cell(e), e["delivered"], e["failed"],
               e["retrying"], when(e.get("last_attempt_at")), code_error(e)) for e in endpoints],
         ))
     policies = status.get("policies") or []
     if policies:
-        out.append("\nPOLICIES (last trigger per event type)")
+        out.append(f"\nPOLICIES (last trigger per event type{_page_note(status, policies)})")
         rows = []
         for p in policies:
             state = "enabled" if p["enabled"] else "disabled"
@@ -122,6 +131,24 @@ def retention_text(retention: dict[str, Any]) -> list[str]:
                            f"would {e['total'] - e['retained']}" if e["dry_run"]
                            else e["deleted"]) for e in runs]))
     return out
+
+
+def _policies_cell(endpoint: dict[str, Any]) -> str:
+    names = ", ".join(endpoint["policies"])
+    more = endpoint.get("policy_count", len(endpoint["policies"])) - len(endpoint["policies"])
+    return f"{names} +{more} more" if more > 0 else names
+
+
+def _page_note(status: dict[str, Any], shown: Sequence[Any]) -> str:
+    """', 1-20 of 10000: --page 2 for more' when the report holds one page of many."""
+    page = status.get("policies_page")
+    if not page or page["total"] <= len(shown):
+        return ""
+    first = (page["page"] - 1) * page["page_size"] + 1
+    note = f", {first}-{first + len(shown) - 1} of {page['total']}"
+    if first + len(shown) - 1 < page["total"]:
+        note += f": --page {page['page'] + 1} for more, --project/--policy to narrow"
+    return note
 
 
 def replay_text(result: dict[str, Any]) -> str:

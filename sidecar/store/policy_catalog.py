@@ -69,12 +69,15 @@ def _project_counts(rows: Sequence[Project]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def list_projects(page: Page, name: str = "",
-                  public: bool | None = None) -> tuple[int, list[ProjectView]]:
-    """Projects by name; `name` is a fuzzy match and `public` a filter, as Harbor's query."""
+def list_projects(page: Page, name: str = "", public: bool | None = None,
+                  exact_name: str = "") -> tuple[int, list[ProjectView]]:
+    """Projects by name; `name` is a fuzzy match, `exact_name` an exact one and `public` a
+    filter, as Harbor's query."""
     query = Project.select()
     if name:
         query = query.where(Project.name.contains(name))
+    if exact_name:
+        query = query.where(Project.name == exact_name)
     if public is not None:
         query = query.where(Project.public == public)
     total, rows = page.rows(query, (), {}, [Project.name])

@@ -8,6 +8,7 @@ through the API (`source`).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sidecar.rules.load import Rules
@@ -106,8 +107,12 @@ def usage(project: str) -> Usage | None:
     return _usage(row) if row else None
 
 
-def all_usage() -> list[Usage]:
-    return [_usage(row) for row in Quota.select().order_by(Quota.project)]
+def all_usage(projects: Iterable[str] | None = None) -> list[Usage]:
+    """Every quota, or those of `projects` (a page of the UI's project list)."""
+    query = Quota.select().order_by(Quota.project)
+    if projects is not None:
+        query = query.where(Quota.project.in_(sorted(set(projects))))
+    return [_usage(row) for row in query]
 
 
 def usage_by_id(quota_id: int) -> Usage | None:

@@ -3,6 +3,10 @@
 Read by /sidecar/status, its page, `sidecar status` and /sidecar/metrics, so they always agree.
 Runs on a database thread (`Executor.run`); the views still carry secrets, which every reader
 shows through `sidecar.redact`.
+
+Bounded at any size (issue 17: 10,000 policies made a 5 MB page): the report is a summary,
+its lists cut at fixed lengths with their totals beside them, and policies come a page at a
+time (`PolicyQuery`), never all at once.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from dataclasses import field
+
+from peewee import Case
+from peewee import fn
 
 from sidecar.redact import redact_address
 from sidecar.rules.target import Target
@@ -24,14 +31,23 @@ from sidecar.store.models import SKIPPED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
-from sidecar.store.policy_catalog import all_policies
+from sidecar.store.models import Policy
+from sidecar.store.models import Project
 from sidecar.store.views import DeliveryView
+from sidecar.store.views import Page
+from sidecar.store.views import policy_view
 from sidecar.store.views import with_attempts
 
 #: How many recent deliveries the per-endpoint summary looks at: bounded work at any table size.
 ENDPOINT_WINDOW = 1000
 #: Endpoint states, worst first: the order the status page lists them in.
 ENDPOINT_STATES = ("failing", "retrying", "ok")
+#: Endpoints the summary lists (worst first); `endpoint_states` counts all of them.
+ENDPOINT_LIMIT = 20
+#: Policy names an endpoint lists; `policy_count` says how many there are.
+ENDPOINT_POLICY_LIMIT = 10
+#: Policies per page of the report when no page_size is asked for.
+POLICY_PAGE_SIZE = 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,29 @@ class EndpointHealth:
     state: str = "ok"
     #: every target seen behind this address: what an error text is scrubbed of
     targets: set[Target] = field(default_factory=set, repr=False)
+    #: how many policies sent to it (`policies` lists the first ENDPOINT_POLICY_LIMIT)
+    policy_count: int = 0
+
+
+@dataclass(frozen=True)
+class PolicyQuery:
+    """Which policies the report details: a project's, one policy (`name` or `project/name`),
+    or the first page of all; Harbor's page/page_size."""
+
+    project: str = ""
+    policy: str = ""
+    page: Page = Page(1, POLICY_PAGE_SIZE)
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.project or self.policy)
+
+
+@dataclass(frozen=True)
+class PolicyCounts:
+    projects: int
+    policies: int
+    enabled: int
 
 
 @dataclass(frozen=True)
@@ -69,11 +108,17 @@ class StatusReport:
     generated_at: float
     queue: QueueNumbers
     attempts: int
+    #: the worst ENDPOINT_LIMIT endpoints; `endpoint_states` counts every one
     endpoints: list[EndpointHealth]
     recent_failures: list[DeliveryView]
     retrying: list[DeliveryView]
     recent: list[DeliveryView]
+    #: this page of the policies `policy_query` asked for, and how many there are in all
     policies: list[PolicyTriggers]
+    policies_total: int = 0
+    policy_query: PolicyQuery = PolicyQuery()
+    policy_counts: PolicyCounts = PolicyCounts(0, 0, 0)
+    endpoint_states: dict[str, int] = field(default_factory=dict)
 
 
 def queue_numbers(now: float | None = None) -> QueueNumbers:
@@ -126,6 +171,8 @@ def endpoints(window: int = ENDPOINT_WINDOW) -> list[EndpointHealth]:
             entry.last_status_code = row.last_status_code
             entry.last_error = row.last_error or ""
     for entry in found.values():
+        entry.policy_count = len(entry.policies)
+        del entry.policies[ENDPOINT_POLICY_LIMIT:]
         success, failure = entry.last_success_at, entry.last_failure_at
         if failure is not None and (success is None or failure >= success):
             entry.state = "failing"
@@ -142,17 +189,54 @@ def _newest(where, order, limit: int) -> list[DeliveryView]:
     return with_attempts(list(query.order_by(order).limit(limit)))
 
 
-def status_report(limit: int = 20) -> StatusReport:
-    """Everything /sidecar/status reports from the store."""
+def policy_counts() -> PolicyCounts:
+    """How many projects and policies the store holds: one aggregate query."""
+    policies, enabled = Policy.select(
+        fn.COUNT(Policy.id), fn.SUM(Case(None, [(Policy.enabled, 1)], 0))).tuples().get()
+    return PolicyCounts(Project.select().count(), policies or 0, int(enabled or 0))
+
+
+def policy_page(query: PolicyQuery) -> tuple[int, list[PolicyTriggers]]:
+    """(how many policies `query` selects, this page of them with their last triggers), by
+    project name and policy name: a page costs the same at 10 or 10,000 policies."""
+    select = Policy.select(Policy, Project).join(Project)
+    if query.project:
+        select = select.where(Project.name == query.project)
+    if query.policy:
+        project, _, name = query.policy.rpartition("/")
+        select = select.where(Policy.name == name)
+        if project:
+            select = select.where(Project.name == project)
+    total, rows = query.page.rows(select, (), {}, [Project.name, Policy.name])
+    return total, policy_triggers([policy_view(row, row.project.name) for row in rows])
+
+
+def endpoint_states(found: list[EndpointHealth]) -> dict[str, int]:
+    counts = dict.fromkeys(ENDPOINT_STATES, 0)
+    for entry in found:
+        counts[entry.state] += 1
+    return counts
+
+
+def status_report(limit: int = 20, policies: PolicyQuery | None = None) -> StatusReport:
+    """Everything /sidecar/status reports from the store: a summary of bounded size, with
+    the page of policies `policies` asks for (the first page of all by default)."""
     now = time.time()
+    query = policies or PolicyQuery()
     waiting = Delivery.status.in_([PENDING, SENDING]) & (Delivery.attempts > 0)
+    found = endpoints()
+    total, page = policy_page(query)
     return StatusReport(
         generated_at=now,
         queue=queue_numbers(now),
         attempts=Attempt.select().count(),
-        endpoints=endpoints(),
+        endpoints=found[:ENDPOINT_LIMIT],
         recent_failures=_newest(Delivery.status == FAILED, Delivery.updated_at.desc(), limit),
         retrying=_newest(waiting, Delivery.updated_at.desc(), limit),
         recent=_newest(None, Delivery.id.desc(), limit),
-        policies=policy_triggers(all_policies()),
+        policies=page,
+        policies_total=total,
+        policy_query=query,
+        policy_counts=policy_counts(),
+        endpoint_states=endpoint_states(found),
     )

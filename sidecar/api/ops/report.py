@@ -21,6 +21,17 @@ from sidecar.store.status_report import QueueNumbers
 from sidecar.store.status_report import StatusReport
 from sidecar.store.views import DeliveryView
 
+#: Attempts of one delivery the summary shows (the newest); `attempts` counts them all.
+HISTORY_LIMIT = 5
+#: An error text longer than this is cut in the summary (a response body can be long).
+ERROR_LIMIT = 500
+#: Projects with a quota the summary lists (fullest first); `quota_states` counts them all.
+QUOTA_LIMIT = 20
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
+
 
 def delivery_json(view: DeliveryView, with_history: bool = False) -> dict[str, Any]:
     secrets = secrets_of([view.target])
@@ -35,7 +46,7 @@ def delivery_json(view: DeliveryView, with_history: bool = False) -> dict[str, A
         "attempts": view.attempts,
         "max_attempts": view.max_attempts,
         "last_status_code": view.last_status_code,
-        "last_error": scrub(view.last_error, secrets),
+        "last_error": _cut(scrub(view.last_error, secrets)),
         "created_at": view.created_at,
         "updated_at": view.updated_at,
         "finished_at": view.finished_at,
@@ -44,8 +55,8 @@ def delivery_json(view: DeliveryView, with_history: bool = False) -> dict[str, A
     if with_history:
         out["history"] = [
             {"number": a.number, "started_at": a.started_at, "duration_ms": a.duration_ms,
-             "status_code": a.status_code, "error": scrub(a.error, secrets)}
-            for a in view.attempt_rows
+             "status_code": a.status_code, "error": _cut(scrub(a.error, secrets))}
+            for a in view.attempt_rows[-HISTORY_LIMIT:]
         ]
     return out
 
@@ -53,10 +64,11 @@ def delivery_json(view: DeliveryView, with_history: bool = False) -> dict[str, A
 def endpoint_json(entry: EndpointHealth) -> dict[str, Any]:
     return {
         "type": entry.type, "address": entry.address, "policies": list(entry.policies),
+        "policy_count": entry.policy_count,
         "delivered": entry.delivered, "failed": entry.failed, "retrying": entry.retrying,
         "pending": entry.pending, "skipped": entry.skipped, "last_status": entry.last_status,
         "last_status_code": entry.last_status_code,
-        "last_error": scrub(entry.last_error, secrets_of(entry.targets)),
+        "last_error": _cut(scrub(entry.last_error, secrets_of(entry.targets))),
         "last_attempt_at": entry.last_attempt_at, "last_failure_at": entry.last_failure_at,
         "last_success_at": entry.last_success_at, "state": entry.state,
     }
@@ -89,18 +101,35 @@ def queue_json(numbers: QueueNumbers) -> dict[str, Any]:
 
 
 def status_json(report: StatusReport) -> dict[str, Any]:
-    """Everything /sidecar/status reports from the store."""
+    """Everything /sidecar/status reports from the store: a summary whose size does not grow
+    with the number of policies or endpoints (each list is cut, its total beside it)."""
+    query = report.policy_query
+    counts = report.policy_counts
     return {
         "generated_at": report.generated_at,
         "deliveries": dict(report.queue.by_status),
         "queue": queue_json(report.queue),
         "attempts": report.attempts,
         "endpoints": [endpoint_json(e) for e in report.endpoints],
+        "endpoints_total": sum(report.endpoint_states.values()),
+        "endpoint_states": dict(report.endpoint_states),
         "recent_failures": [delivery_json(d, True) for d in report.recent_failures],
         "retrying": [delivery_json(d, True) for d in report.retrying],
         "recent": [delivery_json(d, True) for d in report.recent],
+        "policy_counts": {"projects": counts.projects, "policies": counts.policies,
+                          "enabled": counts.enabled},
         "policies": [policy_triggers_json(p) for p in report.policies],
+        "policies_page": {"project": query.project or None, "policy": query.policy or None,
+                          "page": query.page.page, "page_size": query.page.page_size,
+                          "total": report.policies_total},
     }
+
+
+def quotas_json(usages: list[Usage]) -> list[dict[str, Any]]:
+    """Projects with a quota, fullest first, cut at QUOTA_LIMIT (`len(usages)` is the total)."""
+    shown = sorted((quota_json(u) for u in usages),
+                   key=lambda q: (-(q["percent"] or 0), q["project"]))
+    return shown[:QUOTA_LIMIT]
 
 
 def quota_json(usage: Usage) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """/sidecar/healthz and /sidecar/status: is it working, what was sent, what failed and why.
 
 /sidecar/status answers JSON to programs and an HTML page to browsers (Accept: text/html, or
-?format=html), to the admin only unless `sidecar.public_status` (api.ops.access). Both come
-from `store.status_report` shaped by `api.ops.report`, which shows no
-secret: targets appear without auth headers, and addresses without userinfo or query values
-(tokens often live there: Flux and VelaUX put them in the path or query).
+?format=html), to the admin only unless `sidecar.public_status` (api.ops.access). It is a
+summary of bounded size whatever the number of policies: counts, the worst endpoints, recent
+failures, rules state, upstream health, and one page of policies; `?project=` / `?policy=`
+(NAME or PROJECT/NAME) with Harbor's `page`/`page_size` page through the policies' detail, with
+Harbor's X-Total-Count and Link headers. Both come from `store.status_report` shaped by
+`api.ops.report`, which shows no secret: targets appear without auth headers, and addresses
+without userinfo or query values (tokens often live there: Flux and VelaUX put them in the path
+or query).
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from flask import render_template
 from flask import request
 
 from sidecar import timefmt
+from sidecar.api.harbor.params import HarborError
+from sidecar.api.harbor.params import error_response
+from sidecar.api.harbor.params import links
+from sidecar.api.harbor.params import page_from
 from sidecar.api.ops.access import admin_refusal
-from sidecar.api.ops.report import quota_json
+from sidecar.api.ops.report import quotas_json
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
@@ -28,21 +36,38 @@ from sidecar.store import retention_runs
 from sidecar.store import target_health
 from sidecar.store.quota_limits import all_usage
 from sidecar.store.scans import status_section as scans_status
+from sidecar.store.status_report import POLICY_PAGE_SIZE
+from sidecar.store.status_report import PolicyQuery
 from sidecar.store.status_report import status_report
+from sidecar.store.views import Page
 
 bp = Blueprint("status", __name__, url_prefix="/sidecar")
 bp.add_app_template_filter(timefmt.when, "when")
 bp.add_app_template_filter(timefmt.ago, "ago")
 
 
-def collect_status(limit: int = 20) -> dict[str, Any]:
+def collect_status(limit: int = 20, policies: PolicyQuery | None = None) -> dict[str, Any]:
     """Everything /sidecar/status reports from the store (runs on a database thread)."""
-    return status_json(status_report(limit))
+    return status_json(status_report(limit, policies))
 
 
-def quotas_status() -> list[dict[str, Any]]:
-    """Each project's storage quota: used, limit, state (runs on a database thread)."""
-    return [quota_json(usage) for usage in all_usage()]
+def quotas_status() -> tuple[list[dict[str, Any]], int]:
+    """The fullest projects' storage quotas (used, limit, state) and how many projects have
+    one (runs on a database thread)."""
+    usages = all_usage()
+    return quotas_json(usages), len(usages)
+
+
+def policy_query(args) -> PolicyQuery:
+    """?project=, ?policy= and Harbor's page/page_size (20 a page unless asked)."""
+    if args.get("page_size") in (None, ""):
+        page = Page(page_from(args).page, POLICY_PAGE_SIZE)
+    else:
+        page = page_from(args)
+        if page.page_size == 0:  # Harbor's "everything": not here, a page stays bounded
+            page = Page(page.page, POLICY_PAGE_SIZE)
+    return PolicyQuery(project=args.get("project", "").strip(),
+                       policy=args.get("policy", "").strip(), page=page)
 
 
 def disabled_status() -> list[dict[str, Any]]:
@@ -76,7 +101,11 @@ def status():
         refused = admin_refusal(allow_session=True, browser=wants_html())
         if refused is not None:
             return refused
-    body = runtime.executor.run(collect_status)
+    try:
+        query = policy_query(request.args)
+    except HarborError as exc:
+        return error_response(exc)
+    body = runtime.executor.run(collect_status, 20, query)
     body["upstream"] = {"url": redact_address(runtime.upstream.url),
                         "healthy": runtime.upstream.healthy()}
     body["rules"] = runtime.rules_state()
@@ -86,12 +115,17 @@ def status():
     body["scans"] = runtime.executor.run(scans_status)
     body["replication"] = runtime.executor.run(replication_runs.report)
     body["retention"] = runtime.executor.run(retention_runs.report)
-    body["quotas"] = runtime.executor.run(quotas_status)
+    body["quotas"], body["quotas_total"] = runtime.executor.run(quotas_status)
     body["disabled_targets"] = runtime.executor.run(disabled_status)
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:
         response = jsonify(body)
+    total = body["policies_page"]["total"]
+    response.headers["X-Total-Count"] = str(total)
+    link = links(request.path, request.args, total, query.page)
+    if link:
+        response.headers["Link"] = link
     response.headers["Vary"] = "Accept"
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -27,6 +27,8 @@ from flask import url_for
 
 from sidecar import timefmt
 from sidecar.api import guard
+from sidecar.api.harbor.params import HarborError
+from sidecar.api.harbor.params import parse_q
 from sidecar.api.ops.report import quota_json
 from sidecar.api.runtime import on_db
 from sidecar.api.runtime import runtime as current_runtime
@@ -67,6 +69,10 @@ bp.add_app_template_filter(timefmt.when, "when")
 bp.add_app_template_filter(timefmt.ago, "ago")
 
 DELIVERIES_PER_PAGE = 20
+#: Projects per page of the project list and policies per page of a project's Webhooks page:
+#: a page costs the same with 10 or 1,000 projects (issue 17).
+PROJECTS_PER_PAGE = 25
+POLICIES_PER_PAGE = 10
 OPEN_ENDPOINTS = ("ui.login",)
 #: Harbor's names for the event types, as its form lists them.
 EVENT_LABELS = {
@@ -198,33 +204,83 @@ def index():
 
 # -- projects and their webhooks -----------------------------------------------------------
 
-def _projects_data() -> tuple[list[ProjectView], dict[str, dict[str, Any]]]:
-    _, rows = store.list_projects(Page(1, 0))
-    return rows, {usage.project: quota_json(usage) for usage in all_usage()}
+def _name_query() -> tuple[str, dict[str, Any]]:
+    """The search box: Harbor's `q` (`name=~part`, `name=exact`) or plain text (a part of the
+    name). Returns (what the box shows, the store's name filter: {"name": value})."""
+    text = request.args.get("q", "").strip()
+    if not text:
+        return "", {}
+    if "=" not in text:
+        return text, {"name": ("~", text)}
+    try:
+        query = parse_q(text)
+    except HarborError as exc:
+        raise UIError(400, f"Search: {exc.message}") from None
+    unknown = sorted(set(query) - {"name"})
+    if unknown:
+        raise UIError(400, f"Search: only name can be searched, not {', '.join(unknown)}.")
+    value = query["name"]
+    if isinstance(value, tuple) and value[0] != "~":
+        raise UIError(400, "Search: name=~part or name=exact.")
+    return text, {"name": value}
+
+
+def _pages(total: int, per_page: int) -> int:
+    return max((total + per_page - 1) // per_page, 1)
+
+
+def _pager(number: int, total: int, per_page: int) -> dict[str, Any]:
+    return {"page": number, "pages": _pages(total, per_page), "total": total}
+
+
+def _projects_data(number: int, name: Any) -> tuple[int, int, list[ProjectView],
+                                                   dict[str, dict[str, Any]]]:
+    fuzzy = name[1] if isinstance(name, tuple) else ""
+    exact = name if isinstance(name, str) else ""
+    total, rows = store.list_projects(Page(number, PROJECTS_PER_PAGE), fuzzy,
+                                      exact_name=exact)
+    if not rows and total and number > 1:  # past the end: the last page
+        number = _pages(total, PROJECTS_PER_PAGE)
+        total, rows = store.list_projects(Page(number, PROJECTS_PER_PAGE), fuzzy,
+                                          exact_name=exact)
+    usages = all_usage(row.name for row in rows)
+    return number, total, rows, {usage.project: quota_json(usage) for usage in usages}
 
 
 @bp.get("/projects")
 def projects():
-    rows, quotas = _db(_projects_data)
-    return render_template("ui/projects.html", projects=rows, quotas=quotas)
+    search, filters = _name_query()
+    number, total, rows, quotas = _db(_projects_data, max(_int_arg("page", 1), 1),
+                                      filters.get("name"))
+    return render_template("ui/projects.html", projects=rows, quotas=quotas, search=search,
+                           pager=_pager(number, total, PROJECTS_PER_PAGE))
 
 
 def _project(project_id: int) -> ProjectView:
     return _db(store.find_project, str(project_id))
 
 
-def _webhooks_data(project_id: int) -> tuple[ProjectView, list[dict[str, Any]]]:
+def _webhooks_data(project_id: int, number: int, filters: dict[str, Any]
+                   ) -> tuple[ProjectView, int, int, list[dict[str, Any]]]:
     project = store.find_project(str(project_id))
-    _, policies = store.list_policies(project.id, Page(1, 0))
-    return project, [cards.policy_card(item) for item in history.policy_triggers(policies)]
+    total, policies = store.list_policies(project.id, Page(number, POLICIES_PER_PAGE), filters)
+    if not policies and total and number > 1:  # past the end: the last page
+        number = _pages(total, POLICIES_PER_PAGE)
+        total, policies = store.list_policies(project.id, Page(number, POLICIES_PER_PAGE),
+                                              filters)
+    return project, number, total, [cards.policy_card(item)
+                                    for item in history.policy_triggers(policies)]
 
 
 @bp.get("/projects/<int:project_id>/webhooks")
 def webhooks(project_id: int):
-    project, policy_cards = _db(_webhooks_data, project_id)
+    search, filters = _name_query()
+    project, number, total, policy_cards = _db(_webhooks_data, project_id,
+                                               max(_int_arg("page", 1), 1), filters)
     runtime = current_runtime()
     return render_template(
-        "ui/webhooks.html", project=project, policies=policy_cards,
+        "ui/webhooks.html", project=project, policies=policy_cards, search=search,
+        pager=_pager(number, total, POLICIES_PER_PAGE),
         notifications_enabled=_db(runtime.notifications_enabled),
         rules_file=runtime.settings.rules or "",
         scans=_db(scan_status, 10, project.name),
