@@ -33,6 +33,7 @@ from sidecar.jobs.runner import RunnerSettings
 from sidecar.jobs.scheduler import Scheduler
 from sidecar.preload import PreloadedRules
 from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
+from sidecar.preload import sync_rules_file
 from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.quota_gate import QuotaGate
@@ -52,16 +53,13 @@ from sidecar.retain.recording import EVENT_TYPES as ACTIVITY_EVENTS
 from sidecar.retain.recording import record_activity
 from sidecar.retain.schedules import retention_schedules
 from sidecar.rules.load import RulesError
-from sidecar.rules.load import load_rules
 from sidecar.scan.job import ScanHandler
 from sidecar.scan.job import ScanSettings
 from sidecar.scan.trigger import auto_scans
 from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
-from sidecar.store import quota_recalc
 from sidecar.store import retention
-from sidecar.store import tag_retention
 from sidecar.store.executor import Executor
 
 log = logging.getLogger(__name__)
@@ -71,17 +69,6 @@ HARBOR_API_PREFIX = "/api/v2.0/"
 CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewhere
 
 
-def _load_and_sync(path: str) -> tuple[Any, policy_store.SyncResult]:
-    """Parse and store a rules file; run on a database thread, so that parsing a large file
-    never holds up the requests this worker is proxying."""
-    rules = load_rules(path)
-    with store_db.database.atomic():
-        changed = policy_store.sync_rules(rules)
-        quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
-        tag_retention.sync_rules(rules)  # tag retention policies (issue 12)
-    return rules, changed
-
-
 class Runtime:
     """Everything one worker process runs besides request handling."""
 
@@ -89,6 +76,9 @@ class Runtime:
         self.settings = settings
         self._preloaded = preloaded
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
+        # parsing a large rules file takes seconds: on a thread of its own, so that the
+        # recorder and the dispatcher keep both of theirs meanwhile
+        self.rules_executor = Executor(size=1)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
         # the sidecar's own identity toward the upstream (sidecar.registry_credential)
         self.registry = RegistryClient(settings.upstream, settings.registry_credential)
@@ -162,17 +152,21 @@ class Runtime:
                      path, preloaded.projects)
             return True
         try:
-            rules, changed = self.executor.run(_load_and_sync, path)
+            done = self.rules_executor.run(sync_rules_file, path, True)
         except RulesError as exc:
+            if self._rules_error != str(exc):
+                log.error("rules file refused, previous rules stay in force:\n%s", exc)
             self._rules_error = str(exc)
-            log.error("rules file refused, previous rules stay in force:\n%s", exc)
             return False
         except Exception:
             self._rules_mtime = None  # not in the store (database down, a racing sync): retry
             raise
+        if done.outcome == "busy":  # another worker is reading it: look again next time
+            self._rules_mtime = None
+            return False
         self._rules_error = ""
         self._rules_loaded_at = time.time()
-        log.info("rules loaded from %s: %d projects (%s)", path, len(rules.projects), changed)
+        log.info("rules loaded from %s: %d projects (%s)", path, done.projects, done)
         if self.quota is not None:
             self.quota.refresh()  # a quota the file added is enforced from now on
         return True

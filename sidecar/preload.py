@@ -4,10 +4,17 @@ Its own module so that the master imports only what this needs: `sidecar serve` 
 `preload_rules` in a short-lived child process (`prepare_apart`), so the master holds neither
 the store (peewee, the database driver) nor the rules parser; it gets back a PreloadedRules.
 Flask, the API, dispatch and the proxy are the workers' alone.
+
+A large file (10,000 policies) takes seconds to parse, so it is parsed only when it changed:
+the store keeps the digest of the rules it holds (`rules.load.rules_fingerprint`, file bytes
+and the environment values it refers to). A start with an unchanged file costs a read of the
+file and one row; of the workers noticing an edit, one parses and syncs it (it holds a claim in
+the store, `sync_rules_file`) while the others keep serving and find the new digest stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -19,6 +26,14 @@ from typing import Any
 from sidecar.config import Settings
 
 log = logging.getLogger("sidecar.app")
+
+#: Settings rows: the digest of the rules the store holds; "<digest> <time>" of a worker
+#: reading a new file now; {"digest", "error"} of the last file refused.
+RULES_DIGEST = "rules_digest"
+RULES_CLAIM = "rules_claim"
+RULES_REFUSED = "rules_refused"
+#: A claim older than this is taken over (its worker died or is stuck).
+CLAIM_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -33,28 +48,109 @@ class PreloadedRules:
     loaded_at: float
 
 
-def preload_rules(settings: Settings) -> PreloadedRules | None:
-    """Read the rules file and sync it to the store (call in the master, store bound).
+@dataclass(frozen=True)
+class RulesSync:
+    """What reading the rules file came to: "synced" (parsed and stored), "unchanged" (the
+    store already holds these rules) or "busy" (another worker is reading them: ask again)."""
 
-    Raises RulesError for a broken file: `sidecar serve` refuses to start with it.
+    outcome: str
+    projects: int = 0
+    changed: Any = None  # store.policies.SyncResult when synced
+    #: seconds spent parsing and storing (what a large file costs, in the log)
+    parsed_in: float = 0.0
+    stored_in: float = 0.0
+
+    def __str__(self) -> str:
+        if self.outcome == "synced":
+            return (f"{self.changed}; parsed in {self.parsed_in:.1f} s, "
+                    f"stored in {self.stored_in:.1f} s")
+        return "unchanged, already in the store" if self.outcome == "unchanged" else "busy"
+
+
+def rules_digest(data: bytes) -> str:
+    """The rules' digest, and the schema's: a migration may store rules differently."""
+    from sidecar.rules.load import rules_fingerprint
+    from sidecar.store import db as store_db
+
+    return f"{len(store_db.MIGRATIONS)}:{rules_fingerprint(data)}"
+
+
+def sync_rules_file(path: str, claim: bool = False, now: float | None = None) -> RulesSync:
+    """Bring the store to the rules file at `path` unless it holds them already (run on a
+    database connection). `claim`: several workers may be asking; only one parses.
+
+    Raises RulesError for a file that cannot be read or used (the store keeps the last good
+    rules; the error is remembered for the other workers).
     """
-    from sidecar.rules.load import load_rules
+    from sidecar.rules.load import RulesError
+    from sidecar.rules.load import parse_rules
+    from sidecar.rules.load import read_rules
     from sidecar.store import db as store_db
     from sidecar.store import policies as policy_store
     from sidecar.store import quota_recalc
     from sidecar.store import tag_retention
 
-    if not settings.rules:
-        return None
-    mtime = os.stat(settings.rules).st_mtime  # before reading: a later edit is seen as new
-    rules = load_rules(settings.rules)
-    with store_db.database.connection_context(), store_db.database.atomic():
+    now = time.time() if now is None else now
+    data = read_rules(path)
+    digest = rules_digest(data)
+    if policy_store.get_setting(RULES_DIGEST, "") == digest:
+        return RulesSync("unchanged", _rules_projects())
+    refused = json.loads(policy_store.get_setting(RULES_REFUSED, "{}"))
+    if refused.get("digest") == digest:
+        raise RulesError(refused["error"].split("\n"))
+    if claim and not _claim(digest, now):
+        return RulesSync("busy")
+    started = time.monotonic()
+    try:
+        rules = parse_rules(data.decode("utf-8"), path, os.environ)
+    except RulesError as exc:
+        policy_store.set_setting(RULES_REFUSED, json.dumps({"digest": digest, "error": str(exc)}))
+        raise
+    parsed = time.monotonic()
+    with store_db.database.atomic():
         changed = policy_store.sync_rules(rules)
         quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
         tag_retention.sync_rules(rules)  # tag retention policies (issue 12)
-    log.info("rules read from %s: %d projects (%s)", settings.rules, len(rules.projects),
-             changed)
-    return PreloadedRules(settings.rules, mtime, len(rules.projects), time.time())
+        policy_store.set_setting(RULES_DIGEST, digest)
+    return RulesSync("synced", len(rules.projects), changed, parsed - started,
+                     time.monotonic() - parsed)
+
+
+def _claim(digest: str, now: float) -> bool:
+    """Take the reading of these rules unless another worker holds it (and is not stale)."""
+    from sidecar.store import db as store_db
+    from sidecar.store import policies as policy_store
+
+    with store_db.database.atomic():
+        store_db.serialized("rules-claim")
+        held, _, since = policy_store.get_setting(RULES_CLAIM, "").partition(" ")
+        if held == digest and since and now - float(since) < CLAIM_SECONDS:
+            return False
+        policy_store.set_setting(RULES_CLAIM, f"{digest} {now}")
+        return True
+
+
+def _rules_projects() -> int:
+    from sidecar.store import policies as policy_store
+    from sidecar.store.models import Project
+
+    return Project.select().where(Project.source == policy_store.RULES).count()
+
+
+def preload_rules(settings: Settings) -> PreloadedRules | None:
+    """Read the rules file and sync it to the store (call in the master, store bound).
+
+    Raises RulesError for a broken file: `sidecar serve` refuses to start with it.
+    """
+    from sidecar.store import db as store_db
+
+    if not settings.rules:
+        return None
+    mtime = os.stat(settings.rules).st_mtime  # before reading: a later edit is seen as new
+    with store_db.database.connection_context():
+        done = sync_rules_file(settings.rules)
+    log.info("rules read from %s: %d projects (%s)", settings.rules, done.projects, done)
+    return PreloadedRules(settings.rules, mtime, done.projects, time.time())
 
 
 def prepare_apart(prepare: Callable[[Settings], Any], settings: Settings) -> Any:

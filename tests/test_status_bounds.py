@@ -182,6 +182,12 @@ def test_status_and_ui_page_through_many_policies(sidecar_factory):
     assert len(requests.get(status_url, params={"format": "html"}, timeout=30).content) \
         < 128 * 1024
 
+    # metrics: no series per policy or per target, however many there are
+    scrape = requests.get(f"{sidecar.url}/sidecar/metrics", timeout=30).text
+    series = [line for line in scrape.splitlines() if line and not line.startswith("#")]
+    assert len(series) < 200
+    assert not re.search(r'(policy|target|address|endpoint)="', scrape)
+
     # the UI: the project list is paged and searchable with Harbor's q
     ui = f"{sidecar.url}/sidecar/ui"
     form = requests.get(f"{ui}/login", timeout=30)

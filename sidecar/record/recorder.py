@@ -324,7 +324,12 @@ class Recorder:
         """Every project's policies, read again only when the policy tables changed."""
         fingerprint = policy_store.policies_fingerprint()
         if fingerprint != self._fingerprint:
-            self._projects = policy_store.all_policies()
+            changed = (None if self._fingerprint is None
+                       else policy_store.changed_projects(self._fingerprint, fingerprint))
+            if changed is None:
+                self._projects = policy_store.all_policies()
+            else:  # only the projects that changed: 10,000 policies take seconds to read
+                self._projects = {**self._projects, **policy_store.policies_for(changed)}
             self._fingerprint = fingerprint
         return self._projects
 

@@ -6,6 +6,7 @@ A broken file is refused as a whole: the caller keeps the last good rules in for
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Hashable
@@ -155,14 +156,39 @@ def expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     return _ENV_REF.sub(replace, value), missing
 
 
+def rules_fingerprint(data: bytes, environ: Mapping[str, str] | None = None) -> str:
+    """A digest of a rules file's bytes and of the environment values it refers to (`${VAR}`).
+
+    Equal digests mean the same rules: a sidecar whose store already holds rules of this
+    digest need not read 10,000 policies again (a start, or another worker's reload).
+    """
+    environ = os.environ if environ is None else environ
+    digest = hashlib.sha256(data)
+    text = data.decode("utf-8", "replace")
+    for name in sorted({m.group(1) for m in _ENV_REF.finditer(text) if m.group(1)}):
+        value = environ.get(name)
+        digest.update(f"\0{name}".encode() + (b"\0unset" if value is None
+                                                else b"=" + value.encode()))
+    return digest.hexdigest()
+
+
 def load_rules(path: str, environ: Mapping[str, str] | None = None) -> Rules:
     """Read and validate the rules file at `path`; raise RulesError naming file and line."""
+    return parse_rules(read_rules(path).decode("utf-8"), path,
+                       os.environ if environ is None else environ)
+
+
+def read_rules(path: str) -> bytes:
+    """The rules file's bytes; RulesError if it cannot be read (or is not UTF-8)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        data.decode("utf-8")
     except OSError as exc:
         raise RulesError([f"{path}: cannot read rules file: {exc.strerror}"]) from exc
-    return parse_rules(text, path, os.environ if environ is None else environ)
+    except UnicodeDecodeError as exc:
+        raise RulesError([f"{path}: the rules file is not UTF-8: {exc}"]) from exc
+    return data
 
 
 def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
