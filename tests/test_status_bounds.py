@@ -156,7 +156,8 @@ def test_status_and_ui_page_through_many_policies(sidecar_factory):
     sidecar = sidecar_factory(rules, config={"harbor_admin_password": PASSWORD})
     status_url = f"{sidecar.url}/sidecar/status"
 
-    summary = requests.get(status_url, timeout=30)
+    admin = ("admin", PASSWORD)  # the status is the admin's
+    summary = requests.get(status_url, auth=admin, timeout=30)
     assert summary.status_code == 200
     assert len(summary.content) < 64 * 1024
     body = summary.json()
@@ -166,24 +167,24 @@ def test_status_and_ui_page_through_many_policies(sidecar_factory):
     assert 'rel="next"' in summary.headers["Link"]
 
     page = requests.get(status_url, params={"project": "team-0119", "page": 2, "page_size": 3},
-                        timeout=30)
+                        auth=admin, timeout=30)
     assert page.headers["X-Total-Count"] == "10"
     assert [p["name"] for p in page.json()["policies"]] == ["hook-3", "hook-4", "hook-5"]
     link = page.headers["Link"]
     assert "page=1" in link and 'rel="prev"' in link and "page=3" in link
     assert "project=team-0119" in link
-    too_big = requests.get(status_url, params={"page_size": 500}, timeout=30)
+    too_big = requests.get(status_url, params={"page_size": 500}, auth=admin, timeout=30)
     assert too_big.status_code == 422
 
     html = requests.get(status_url, params={"format": "html", "policy": "team-0003/hook-7"},
-                        timeout=30)
+                        auth=admin, timeout=30)
     assert html.status_code == 200 and "team-0003 / hook-7" in html.text
     assert "team-0003 / hook-6" not in html.text
-    assert len(requests.get(status_url, params={"format": "html"}, timeout=30).content) \
-        < 128 * 1024
+    assert len(requests.get(status_url, params={"format": "html"}, auth=admin,
+                            timeout=30).content) < 128 * 1024
 
     # metrics: no series per policy or per target, however many there are
-    scrape = requests.get(f"{sidecar.url}/sidecar/metrics", timeout=30).text
+    scrape = requests.get(f"{sidecar.url}/sidecar/metrics", auth=admin, timeout=30).text
     series = [line for line in scrape.splitlines() if line and not line.startswith("#")]
     assert len(series) < 200
     assert not re.search(r'(policy|target|address|endpoint)="', scrape)
