@@ -4,6 +4,7 @@ real `sidecar serve` in front of a real registry (issue 10)."""
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import clients
 from tests.support import quota
 from tests.support.browser import chromium_context
+from tests.support.sidecar import sidecar_command
 
 pytestmark = pytest.mark.e2e
 
@@ -144,6 +146,10 @@ def test_status_metrics_and_the_project_list_show_used_and_limit(sidecar, image,
     page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
                         headers={**CLOSE, **sidecar.admin_headers()}).text
     assert re.search(rf'<meter class="quota" min="0" max="{1024 * KIB}" value="{used}"', page)
+    text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
+                          capture_output=True, text=True, timeout=60).stdout
+    [line] = [line for line in text.splitlines() if line.startswith(name)]
+    assert "STORAGE QUOTAS" in text and "1.0 MiB" in line and "warning" in line
 
     scraped = requests.get(f"{sidecar.url}/sidecar/metrics", timeout=10, headers=CLOSE).text
     samples = {(s.name, s.labels.get("project")): s.value

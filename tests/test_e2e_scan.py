@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from urllib.parse import quote
 
@@ -125,6 +126,9 @@ def test_a_push_is_scanned_and_the_receiver_gets_harbors_summary(
     page = requests.get(f"{sidecar.url}/sidecar/status?format=html", timeout=10,
                         headers=sidecar.admin_headers()).text
     assert "<h2 id=\"scans\">Scans</h2>" in page and "<code>proj/app:v1</code>" in page
+    text = subprocess.run([*sidecar_command(), "status", "--database", sidecar.database],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "SCANS  succeeded 1" in text
     project_id = api(sidecar, "GET", "/projects/proj").json()["project_id"]
     ui = requests.get(f"{sidecar.url}/sidecar/ui/projects/{project_id}/webhooks", auth=ADMIN,
                       timeout=10).text

@@ -153,8 +153,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         if not _store_or_fail(args):
             return 2
+        from sidecar.api.ops.report import job_sections
         from sidecar.api.ops.report import status_json
-        from sidecar.store import retention_runs
         from sidecar.store.status_report import PolicyQuery
         from sidecar.store.status_report import status_report
         from sidecar.store.views import Page
@@ -162,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         query = PolicyQuery(project=args.project or "", policy=args.policy or "",
                             page=Page(max(args.page, 1), min(max(args.page_size, 1), 100)))
         status = status_json(status_report(limit=args.limit, policies=query))
-        status["retention"] = retention_runs.report()
+        status.update(job_sections())
         settings = load_settings(args.config)
         status["upstream"] = {"url": redact_address(settings.upstream),
                               "healthy": _upstream_healthy(settings.upstream)}

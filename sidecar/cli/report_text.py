@@ -100,6 +100,9 @@ def status_text(status: dict[str, Any]) -> str:
                              state if i == 0 else "", t["event_type"],
                              when(t.get("last_trigger_time")), t.get("status") or ""))
         out.append(table(("POLICY", "STATE", "EVENT TYPE", "LAST TRIGGER", "OUTCOME"), rows))
+    out.extend(quotas_text(status.get("quotas") or [], status.get("quotas_total")))
+    out.extend(scans_text(status.get("scans") or {}))
+    out.extend(replication_text(status.get("replication") or {}))
     out.extend(retention_text(status.get("retention") or {}))
     attention = (status.get("retrying") or []) + (status.get("recent_failures") or [])
     if attention:
@@ -108,6 +111,55 @@ def status_text(status: dict[str, Any]) -> str:
     out.append("\nRECENT DELIVERIES")
     out.append(deliveries_table(status.get("recent") or []))
     return "\n".join(out)
+
+
+def quotas_text(quotas: Sequence[dict[str, Any]], total: int | None) -> list[str]:
+    """Storage quotas, fullest first (the status report keeps the fullest few)."""
+    if not quotas:
+        return []
+    more = f", the fullest {len(quotas)} of {total}" if total and total > len(quotas) else ""
+    return [f"\nSTORAGE QUOTAS{more}", table(
+        ("PROJECT", "USED", "LIMIT", "PERCENT", "STATE"),
+        [(q["project"], q["used_text"], q["limit_text"],
+          "" if q.get("percent") is None else f"{q['percent']}%",
+          q["state"] + (" (recalculating)" if q.get("recalculating") else ""))
+         for q in quotas])]
+
+
+def scans_text(scans: dict[str, Any]) -> list[str]:
+    """Scans by status, the running ones and the latest failures with their reasons."""
+    counts = {k: v for k, v in (scans.get("counts") or {}).items() if v}
+    active = scans.get("active") or []
+    failed = scans.get("failed") or []
+    if not (counts or active or failed):
+        return []
+    out = ["\nSCANS  " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none yet")]
+    rows = [(j["status"], j["artifact"], j["scanner"], when(j.get("created_at")),
+             j.get("severity") or j.get("reason") or "") for j in [*active, *failed]]
+    if rows:
+        out.append(table(("STATUS", "ARTIFACT", "SCANNER", "QUEUED", "SEVERITY/REASON"), rows))
+    return out
+
+
+def replication_text(replication: dict[str, Any]) -> list[str]:
+    """Replication's recent runs and failed tasks (registries are named, never credentials)."""
+    runs = replication.get("recent_executions") or []
+    failures = replication.get("recent_failures") or []
+    if not (runs or failures):
+        return []
+    out = []
+    if runs:
+        out.append("\nRECENT REPLICATION RUNS")
+        out.append(table(("ID", "POLICY", "TRIGGER", "STATUS", "STARTED", "SUCCEED", "FAILED"),
+                         [(r.get("id"), r.get("policy_name") or r.get("policy_id"),
+                           r.get("trigger"), r.get("status"), when(r.get("start_time")),
+                           r.get("succeed", ""), r.get("failed", "")) for r in runs]))
+    if failures:
+        out.append("\nFAILED REPLICATION TASKS")
+        out.append(table(("TASK", "SOURCE", "DESTINATION", "ATTEMPTS", "ERROR"),
+                         [(t["id"], t["source"], t["destination"], t["attempts"], t["error"])
+                          for t in failures]))
+    return out
 
 
 def retention_text(retention: dict[str, Any]) -> list[str]:

@@ -12,10 +12,15 @@ from sidecar.events.quota import display_size
 from sidecar.redact import public_target
 from sidecar.redact import scrub
 from sidecar.redact import secrets_of
+from sidecar.store import replication_runs
+from sidecar.store import retention_runs
+from sidecar.store import target_health
 from sidecar.store.delivery_history import PolicyTriggers
 from sidecar.store.delivery_history import Replayed
 from sidecar.store.models import PENDING
 from sidecar.store.quota_limits import Usage
+from sidecar.store.quota_limits import all_usage
+from sidecar.store.scans import status_section as scans_status
 from sidecar.store.status_report import EndpointHealth
 from sidecar.store.status_report import QueueNumbers
 from sidecar.store.status_report import StatusReport
@@ -160,3 +165,20 @@ def quota_json(usage: Usage) -> dict[str, Any]:
 def replay_json(result: Replayed) -> dict[str, Any]:
     return {"requeued": [delivery_json(d) for d in result.requeued],
             "skipped": [{"id": s.id, "reason": s.reason} for s in result.skipped]}
+
+
+def job_sections() -> dict[str, Any]:
+    """The status report's sections on background work and endpoint health, from the store
+    alone (a database thread): the HTTP status and `sidecar status` show the same."""
+    usages = all_usage()
+    return {
+        "scans": scans_status(),
+        "replication": replication_runs.report(),
+        "retention": retention_runs.report(),
+        "quotas": quotas_json(usages),
+        "quotas_total": len(usages),
+        "disabled_targets": [
+            {"policy_id": t.policy_id, "project": t.project, "policy": t.policy,
+             "address": t.address, "disabled_at": t.since, "reason": t.reason,
+             "skipped_deliveries": t.skipped} for t in target_health.disabled_targets()],
+    }

@@ -27,15 +27,10 @@ from sidecar.api.harbor.params import error_response
 from sidecar.api.harbor.params import links
 from sidecar.api.harbor.params import page_from
 from sidecar.api.ops.access import admin_refusal
-from sidecar.api.ops.report import quotas_json
+from sidecar.api.ops.report import job_sections
 from sidecar.api.ops.report import status_json
 from sidecar.redact import redact_address
 from sidecar.registry.features import credential_report
-from sidecar.store import replication_runs
-from sidecar.store import retention_runs
-from sidecar.store import target_health
-from sidecar.store.quota_limits import all_usage
-from sidecar.store.scans import status_section as scans_status
 from sidecar.store.status_report import POLICY_PAGE_SIZE
 from sidecar.store.status_report import PolicyQuery
 from sidecar.store.status_report import status_report
@@ -51,11 +46,6 @@ def collect_status(limit: int = 20, policies: PolicyQuery | None = None) -> dict
     return status_json(status_report(limit, policies))
 
 
-def quotas_status() -> tuple[list[dict[str, Any]], int]:
-    """The fullest projects' storage quotas (used, limit, state) and how many projects have
-    one (runs on a database thread)."""
-    usages = all_usage()
-    return quotas_json(usages), len(usages)
 
 
 def policy_query(args) -> PolicyQuery:
@@ -68,13 +58,6 @@ def policy_query(args) -> PolicyQuery:
             page = Page(page.page, POLICY_PAGE_SIZE)
     return PolicyQuery(project=args.get("project", "").strip(),
                        policy=args.get("policy", "").strip(), page=page)
-
-
-def disabled_status() -> list[dict[str, Any]]:
-    """Targets disabled after failing too long (sidecar.delivery.auto_disable_after)."""
-    return [{"policy_id": t.policy_id, "project": t.project, "policy": t.policy,
-             "address": t.address, "disabled_at": t.since, "reason": t.reason,
-             "skipped_deliveries": t.skipped} for t in target_health.disabled_targets()]
 
 
 def wants_html() -> bool:
@@ -112,11 +95,7 @@ def status():
     body["recorder"] = {"buffered": runtime.recorder.backlog, "dropped": runtime.recorder.dropped}
     body["notification_enable"] = runtime.executor.run(runtime.notifications_enabled)
     body["registry_credential"] = credential_report(runtime.registry.has_credential)
-    body["scans"] = runtime.executor.run(scans_status)
-    body["replication"] = runtime.executor.run(replication_runs.report)
-    body["retention"] = runtime.executor.run(retention_runs.report)
-    body["quotas"], body["quotas_total"] = runtime.executor.run(quotas_status)
-    body["disabled_targets"] = runtime.executor.run(disabled_status)
+    body.update(runtime.executor.run(job_sections))
     if wants_html():
         response = current_app.make_response(render_template("status.html", s=body))
     else:
