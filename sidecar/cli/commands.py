@@ -43,11 +43,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
-    if settings.default_password:
-        logging.getLogger("sidecar").warning(
-            "harbor_admin_password is Harbor's published default: the API, web UI and status "
-            "answer only clients on this host until you set a password of your own in "
-            "harbor.yml (harbor_admin_password) and restart")
     from sidecar.preload import prepare_apart
     from sidecar.serve import prepare_metrics_dir
     from sidecar.serve import run
@@ -59,6 +54,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(made, ignore_errors=True)
         print(prepared, file=sys.stderr)
         return 2
+    if settings.default_password:  # once the store is ready: a refused start says only why
+        logging.getLogger("sidecar").warning(
+            "harbor_admin_password is Harbor's published default: the API, web UI and status "
+            "answer only clients on this host until you set a password of your own in "
+            "harbor.yml (harbor_admin_password) and restart")
     run(settings, prepared, metrics_dir=made)
     return 0
 

@@ -73,8 +73,9 @@ MIGRATIONS: tuple = (
 def _index_due_deliveries(db: Database) -> None:
     """The claim's lookup (status, then the earliest next_attempt_at): with status alone, each
     claim sorted every pending delivery, so a backlog made each claim slower."""
-    db.execute_sql("CREATE INDEX IF NOT EXISTS delivery_due ON delivery "
-                   "(status, next_attempt_at)")
+    if db.table_exists("delivery"):  # every real store has it; a partial one may not
+        db.execute_sql("CREATE INDEX IF NOT EXISTS delivery_due ON delivery "
+                       "(status, next_attempt_at)")
 
 
 def _add_policy_options(db: Database) -> None:
