@@ -7,7 +7,9 @@ quota, and a replication policy to a real registry behind htpasswd. Each client,
 would: lists and reads quotas, changes the limit of a project it created and reads it back, is
 refused on a rules-file quota; lists registries and policies, starts a manual replication and
 follows it to its end through executions and tasks, then finds the image at the destination
-with skopeo; lists and reads scanners, their metadata and a project's scanner.
+with skopeo; lists and reads scanners, their metadata and a project's scanner; finds a
+project's retention policy, starts dry runs (harborapi also a real one) and reads executions
+and tasks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 import uuid
 from datetime import datetime
 
@@ -22,6 +25,7 @@ import pytest
 
 from tests.scanner_spec import assert_valid
 from tests.support import clients
+from tests.support import recorded
 from tests.support.auth import htpasswd_file
 from tests.support.ports import poll
 from tests.support.registry import Registry
@@ -44,6 +48,7 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "jobs-Admin-pw-1234"
 DR_PASSWORD = f"dr-{secrets.token_hex(8)}"
 PROJECT = "proj"
+TIDY = "tidy"  # a project with a tag retention policy
 MIB = 1024 * 1024
 
 
@@ -73,7 +78,14 @@ def sidecar(tmp_path_factory, registry, dest, scanner):
     rules = {
         "scanners": [{"name": "sim", "url": scanner.url, "default": True}],
         "projects": [{"name": PROJECT, "auto_scan": False},
-                     {"name": "fromrules", "quota": {"storage": "10MiB"}}],
+                     {"name": "fromrules", "quota": {"storage": "10MiB"}},
+                     {"name": TIDY, "retention": {"rules": [{
+                         "template": "latestPushedK", "params": {"latestPushedK": 1},
+                         "tag_selectors": [{"kind": "doublestar", "decoration": "matches",
+                                            "pattern": "**"}],
+                         "scope_selectors": {"repository": [{
+                             "kind": "doublestar", "decoration": "repoMatches",
+                             "pattern": "**"}]}}]}}],
         "registries": [{"name": "dr", "url": dest.url, "description": "DR site",
                         "credential": {"access_key": "robot",
                                        "access_secret": "${DR_SECRET}"}}],
@@ -274,3 +286,102 @@ def test_generated_client_reads_scanners(generated, scanner):
             change()
         assert refused.value.status == 403
         assert "rules file" in json.loads(refused.value.body)["errors"][0]["message"]
+
+
+# --- tag retention, both clients ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tidy_repo(sidecar, image_module):
+    """Two tags pushed a second apart through the sidecar, recorded before any run starts."""
+    repository = f"{TIDY}/app"
+    for index, tag in enumerate(("old", "new")):
+        if index:
+            time.sleep(1.1)
+        layout, _ = image_module(tag)
+        clients.push(layout, tag, f"{sidecar.netloc}/{repository}:{tag}")
+    recorded.until_barrier(sidecar, repository, "new")
+    time.sleep(1.1)  # a push in the second a run starts counts as made during the run
+    return repository
+
+
+@pytest.fixture(scope="module")
+def image_module(tmp_path_factory):
+    from tests.support.images import make_image
+
+    def make(tag: str):
+        where = tmp_path_factory.mktemp(f"tidy-{tag}") / "layout"
+        return where, make_image(where, tag=tag, layers=1, layer_size=4096)
+    return make
+
+
+def _ended(fetch, execution_id: int) -> object:
+    deadline = time.monotonic() + 60
+    while True:
+        [row] = [r for r in fetch() if r.id == execution_id]
+        if row.status != "Running":
+            return row
+        assert time.monotonic() < deadline, row
+        time.sleep(0.3)
+
+
+def test_harborapi_runs_tag_retention(sidecar, registry, tidy_repo):
+    async def script():
+        client = harborapi_client(sidecar)
+        retention_id = await client.get_project_retention_id(TIDY)
+        policy = await client.get_retention_policy(retention_id)
+        metadata = await client.get_retention_metadata()
+        location = await client.start_retention_execution(retention_id, dry_run=True)
+        dry_id = int(location.rsplit("/", 1)[1])
+        executions = []
+
+        async def fetch():
+            executions[:] = await client.get_retention_executions(retention_id, page_size=0)
+
+        deadline = time.monotonic() + 60
+        while True:
+            await fetch()
+            [dry] = [e for e in executions if e.id == dry_id]
+            if dry.status != "Running" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        tasks = await client.get_retention_tasks(retention_id, dry_id)
+        location = await client.start_retention_execution(retention_id, dry_run=False)
+        real_id = int(location.rsplit("/", 1)[1])
+        while True:
+            await fetch()
+            [real] = [e for e in executions if e.id == real_id]
+            if real.status != "Running" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        return policy, metadata, dry, tasks, real
+
+    policy, metadata, dry, tasks, real = asyncio.run(script())
+    assert policy.rules[0].template == "latestPushedK"
+    assert policy.rules[0].params == {"latestPushedK": 1}
+    assert "latestPushedK" in [t.rule_template for t in metadata.templates]
+    assert (dry.status, dry.dry_run, dry.trigger) == ("Success", True, "MANUAL")
+    # Harbor names a task's repository without its project
+    assert [(t.repository, t.total, t.retained) for t in tasks] == [("app", 2, 1)]
+    assert (real.status, real.dry_run) == ("Success", None)  # Harbor omits dry_run: false
+    remaining = clients.skopeo("list-tags", "--tls-verify=false",
+                               f"docker://{registry.netloc}/{tidy_repo}").stdout
+    assert json.loads(remaining)["Tags"] == ["new"]
+
+
+def test_generated_client_reads_tag_retention(sidecar, generated, tidy_repo):
+    projects = harbor_client.ProjectApi(generated)
+    retention = harbor_client.RetentionApi(generated)
+    retention_id = int(projects.get_project(TIDY, x_is_resource_name=True)
+                       .metadata.retention_id)
+    policy = retention.get_retention(retention_id)
+    assert policy.rules[0].template == "latestPushedK" and policy.algorithm == "or"
+    assert retention.get_rentenition_metadata().templates
+    _, status, headers = retention.trigger_retention_execution_with_http_info(
+        retention_id, {"dry_run": True})
+    assert status == 201
+    dry_id = int(headers["Location"].rsplit("/", 1)[1])
+    dry = _ended(lambda: retention.list_retention_executions(retention_id, page_size=100),
+                 dry_id)
+    assert (dry.status, dry.dry_run) == ("Success", True)
+    [task] = retention.list_retention_tasks(retention_id, dry_id)
+    assert task.repository == "app" and task.status == "Success"
