@@ -59,7 +59,7 @@ from sidecar.scan.trigger import auto_scans
 from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
-from sidecar.store import retention
+from sidecar.store import sweep
 from sidecar.store.executor import Executor
 
 log = logging.getLogger(__name__)
@@ -198,12 +198,12 @@ class Runtime:
             now = time.time()
             cutoff = now - days * 86400 if days > 0 else 0.0  # 0 days: no age limit
             try:
-                swept = self.executor.run(retention.sweep, cutoff, now, keep)
+                swept = self.executor.run(sweep.sweep, cutoff, now, keep)
             except Exception:
                 log.exception("sweeping old deliveries and events failed")
                 continue
             if swept.deliveries or swept.events:
-                log.info("retention: deleted %d deliveries and %d events (older than %g days, "
+                log.info("sweep: deleted %d deliveries and %d events (older than %g days, "
                          "or beyond a policy's newest %d)", swept.deliveries, swept.events, days,
                          self.settings.history_per_policy)
 
@@ -232,7 +232,7 @@ class Runtime:
             self.job_lane.start()
         self.scheduler.start()
         threading.Thread(target=self._watch_rules, name="rules-watch", daemon=True).start()
-        threading.Thread(target=self._sweep_old_records, name="retention", daemon=True).start()
+        threading.Thread(target=self._sweep_old_records, name="sweep", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping = True

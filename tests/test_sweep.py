@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.store import db as store_db
 from sidecar.store import delivery_queue as queue
-from sidecar.store import retention
+from sidecar.store import sweep
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import Attempt
@@ -52,7 +52,7 @@ def test_sweep_keeps_what_is_recent_or_still_owed(store):
     settle(FAILED)
     Delivery.update(updated_at=long_ago).execute()
     queue.record_events([event(0, 5), event(1, 6)], 3, now=now)  # recent
-    swept = retention.sweep(cutoff=now - 14 * DAY, now=now)
+    swept = sweep.sweep(cutoff=now - 14 * DAY, now=now)
     assert (swept.deliveries, swept.events) == (2, 3)
     assert {e.request_id for e in Event.select()} == {"r4", "r5", "r6"}
     assert Delivery.select().count() == 2
@@ -65,7 +65,7 @@ def test_finished_deliveries_go_with_their_attempts(store):
     queue.record_events([event(1, 1)], 3, now=old)
     settle(FAILED)
     Delivery.update(updated_at=old).execute()
-    swept = retention.sweep(cutoff=time.time() - DAY, now=time.time())
+    swept = sweep.sweep(cutoff=time.time() - DAY, now=time.time())
     assert (swept.deliveries, swept.events) == (1, 1)
     assert (Delivery.select().count(), Attempt.select().count(), Event.select().count()) == (
         0, 0, 0)
@@ -108,11 +108,11 @@ def test_each_policy_keeps_its_newest_executions(store):
     for _ in range(16):
         settle(DELIVERED)
     fire(busy, 8)  # still pending: never swept, whatever its rank
-    swept = retention.sweep(cutoff=0, now=time.time(), keep_per_policy=3)
+    swept = sweep.sweep(cutoff=0, now=time.time(), keep_per_policy=3)
     # busy kept the deliveries of its newest 3 events (8 pending, 7, 6), two targets each
     assert swept.deliveries == 12
     kept = {(d.policy_id, d.event_id) for d in Delivery.select()}
     assert len({e for p, e in kept if p == busy.id}) == 3
     assert Delivery.select().where(Delivery.policy == quiet.id).count() == 2
     assert Attempt.select().count() == 16 - 12 + 0
-    assert retention.sweep(cutoff=0, now=time.time(), keep_per_policy=3).deliveries == 0
+    assert sweep.sweep(cutoff=0, now=time.time(), keep_per_policy=3).deliveries == 0
