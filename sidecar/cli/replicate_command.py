@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from sidecar.config import ConfigError
-from sidecar.config import load_settings
+from sidecar.cli.store_access import add_store_arguments
+from sidecar.cli.store_access import open_store
 
 #: what Harbor's API names the user of a manual run; events name it as the operator
 OPERATOR = "admin"
@@ -28,30 +28,19 @@ def add_parser(sub) -> None:
                         help="follow the run until it ends; exit 1 if it did not succeed")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="with --wait: seconds to wait (default 3600)")
-    parser.add_argument("--config", help="harbor.yml naming the database")
-    parser.add_argument("--database", help="sqlite:///PATH or postgresql://... "
-                        "(overrides --config)")
+    add_store_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_replicate)
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config).replace(database=args.database)
-    except ConfigError as exc:
-        print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+    settings = open_store(args)
+    if settings is None:
         return 2
     from sidecar.replicate.manual import RunRefused
     from sidecar.replicate.manual import start_run
-    from sidecar.store import db as store_db
     from sidecar.store.executor import Executor
 
-    try:
-        store_db.bind(settings.database)
-    except Exception as exc:
-        print(f"sidecar: cannot open database {store_db.redacted_url(settings.database)}: "
-              f"{exc}", file=sys.stderr)
-        return 2
     executor = Executor()
     try:
         execution_id = executor.run(start_run, args.policy, operator=OPERATOR,

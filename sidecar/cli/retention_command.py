@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-from sidecar.config import ConfigError
-from sidecar.config import load_settings
+from sidecar.cli.store_access import add_store_arguments
+from sidecar.cli.store_access import open_store
 
 OPERATOR = "admin"
 
@@ -32,30 +32,19 @@ def add_parser(sub) -> None:
                      help="follow the run until it ends; exit 1 if it did not succeed")
     run.add_argument("--timeout", type=float, default=3600.0,
                      help="with --wait: seconds to wait (default 3600)")
-    run.add_argument("--config", help="harbor.yml naming the database")
-    run.add_argument("--database", help="sqlite:///PATH or postgresql://... "
-                     "(overrides --config)")
+    add_store_arguments(run)
     run.add_argument("--json", action="store_true", help="print JSON")
     run.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config).replace(database=args.database)
-    except ConfigError as exc:
-        print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+    settings = open_store(args)
+    if settings is None:
         return 2
-    from sidecar.store import db as store_db
     from sidecar.store import retention_runs as runs
     from sidecar.store import tag_retention
     from sidecar.store.executor import Executor
 
-    try:
-        store_db.bind(settings.database)
-    except Exception as exc:
-        print(f"sidecar: cannot open database {store_db.redacted_url(settings.database)}: "
-              f"{exc}", file=sys.stderr)
-        return 2
     executor = Executor()
     policy = executor.run(tag_retention.policy_for_project, args.project)
     if policy is None:

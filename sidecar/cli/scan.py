@@ -14,9 +14,7 @@ import sys
 import time
 from typing import Any
 
-from sidecar.config import ConfigError
-from sidecar.config import load_settings
-from sidecar.redact import database_url
+from sidecar.cli.store_access import open_store
 
 #: what Harbor's API names the user of a manual scan; events name it as the operator
 OPERATOR = "admin"
@@ -60,24 +58,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"sidecar scan: {args.reference!r} is not PROJECT/REPO:TAG or "
               "PROJECT/REPO@DIGEST", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings(args.config).replace(database=args.database,
-                                                      upstream=args.upstream)
-    except ConfigError as exc:
-        print(f"sidecar: configuration error: {exc}", file=sys.stderr)
+    settings = open_store(args, upstream=args.upstream)
+    if settings is None:
         return 2
     from sidecar.registry import RegistryClient
     from sidecar.scan.manual import ScanRefused
     from sidecar.scan.manual import request_scan
-    from sidecar.store import db as store_db
     from sidecar.store.executor import Executor
 
-    try:
-        store_db.bind(settings.database)
-    except Exception as exc:
-        print(f"sidecar: cannot open database {database_url(settings.database)}: {exc}",
-              file=sys.stderr)
-        return 2
     executor = Executor()
     registry = RegistryClient(settings.upstream, settings.registry_credential)
     repository, reference = parsed
