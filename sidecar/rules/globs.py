@@ -22,6 +22,7 @@ def glob_match(pattern: str, value: str) -> bool:
     return _compile(pattern).fullmatch(value) is not None
 
 
+@lru_cache(maxsize=4096)  # 10,000 policies often repeat a handful of patterns
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` cannot be used as a glob, or None; checked when rules are loaded."""
     if pattern.count("{") != pattern.count("}") or pattern.count("[") != pattern.count("]") \

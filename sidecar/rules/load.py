@@ -9,13 +9,15 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Hashable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from sidecar.rules import lined_yaml
+from sidecar.rules.lined_yaml import LineDict
+from sidecar.rules.lined_yaml import LineList
 from sidecar.rules.policy import PROJECT_NAME
 from sidecar.rules.policy import Policy
 from sidecar.rules.policy import parse_policy
@@ -71,64 +73,19 @@ class RulesError(ValueError):
         self.problems = problems
 
 
-class _LineDict(dict):
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class _LineList(list):
-    line: int = 0
-    item_lines: list[int]
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """SafeLoader that remembers the line of every mapping, key and list item."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, Hashable):
-            raise yaml.MarkedYAMLError(
-                problem="a mapping key must be a plain value", problem_mark=key_node.start_mark
-            )
-        if key in out:
-            raise yaml.MarkedYAMLError(
-                problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _LineList:
-    out = _LineList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
 def _line_of(root: Any, path: tuple[str | int, ...]) -> int:
     """Line of the deepest node along `path` that we know a line for."""
     node, line = root, getattr(root, "line", 1)
     for step in path:
-        if isinstance(node, _LineDict) and step in node:
+        if isinstance(node, LineDict) and step in node:
             line = node.key_lines.get(step, line)
             node = node[step]
-        elif isinstance(node, _LineList) and isinstance(step, int) and step < len(node):
+        elif isinstance(node, LineList) and isinstance(step, int) and step < len(node):
             line = node.item_lines[step]
             node = node[step]
         else:
             break
-        if isinstance(node, (_LineDict, _LineList)) and not isinstance(step, str):
+        if isinstance(node, (LineDict, LineList)) and not isinstance(step, str):
             line = node.line
     return line
 
@@ -194,7 +151,7 @@ def read_rules(path: str) -> bytes:
 def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
     """Validate rules text; every problem found is reported, not just the first."""
     try:
-        root = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        root = lined_yaml.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -203,12 +160,13 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
         raise RulesError([f"{source}: {exc}"]) from exc
 
     problems: list[str] = []
+    refers = "$" in text  # `${VAR}` (or `$$`) somewhere
 
     def report(path: tuple[str | int, ...], message: str) -> None:
         problems.append(f"{source}:{_line_of(root, path)}: {message}")
 
     if root is None:
-        root = _LineDict(projects=[])
+        root = LineDict(projects=[])
         root.key_lines = {}
     if not isinstance(root, dict):
         raise RulesError([f"{source}:1: the rules file must be a mapping with a 'projects' list"])
@@ -255,7 +213,8 @@ def parse_rules(text: str, source: str, environ: Mapping[str, str]) -> Rules:
         names: set[str] = set()
         for h_index, raw_hook in enumerate(raw_hooks):
             hook_path = (*base, "webhooks", h_index)
-            expanded, missing = _expand_tree(raw_hook, environ)
+            # a file without `$` has nothing to expand: 10,000 policies need not be copied
+            expanded, missing = _expand_tree(raw_hook, environ) if refers else (raw_hook, [])
             for var, sub_path in missing:
                 report((*hook_path, *sub_path), f"environment variable {var} is not set")
             policy, policy_problems = parse_policy(expanded)
