@@ -33,7 +33,8 @@ from sidecar.jobs.runner import RunnerSettings
 from sidecar.jobs.scheduler import Scheduler
 from sidecar.preload import PreloadedRules
 from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
-from sidecar.preload import sync_rules_file
+from sidecar.preload import stored_verdict
+from sidecar.preload import sync_rules_apart
 from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.quota_gate import QuotaGate
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 SIDECAR_PREFIX = "/sidecar/"
 HARBOR_API_PREFIX = "/api/v2.0/"
 CHARTREPO_PREFIX = "/api/v2.0/chartrepo/"  # Helm chart routes, handled elsewhere
+BUSY_POLL_SECONDS = 0.25
 
 
 class Runtime:
@@ -76,8 +78,8 @@ class Runtime:
         self.settings = settings
         self._preloaded = preloaded
         self.executor = Executor(size=4 if settings.database.startswith("postgres") else 2)
-        # parsing a large rules file takes seconds: on a thread of its own, so that the
-        # recorder and the dispatcher keep both of theirs meanwhile
+        # a large rules file is read in a child process (seconds of parsing, none of it on
+        # this interpreter); the wait for it on a thread of its own
         self.rules_executor = Executor(size=1)
         self.upstream = Upstream(settings.upstream, read_timeout=settings.upstream_read_timeout)
         # the sidecar's own identity toward the upstream (sidecar.registry_credential)
@@ -127,6 +129,7 @@ class Runtime:
         self._rules_mtime: float | None = None
         self._rules_loaded_at: float | None = None
         self._rules_error = ""
+        self._rules_busy = False  # another worker was reading the file when last asked
         self._stopping = False
         self.quota: QuotaBook | None = None  # storage quotas' books (create_app sets them)
 
@@ -152,7 +155,9 @@ class Runtime:
                      path, preloaded.projects)
             return True
         try:
-            done = self.rules_executor.run(sync_rules_file, path, True)
+            done = self.executor.run(stored_verdict, path)
+            if done is None:  # to be read: in a child process, this worker only waits
+                done = self.rules_executor.call(sync_rules_apart, self.settings.database, path)
         except RulesError as exc:
             if self._rules_error != str(exc):
                 log.error("rules file refused, previous rules stay in force:\n%s", exc)
@@ -161,9 +166,11 @@ class Runtime:
         except Exception:
             self._rules_mtime = None  # not in the store (database down, a racing sync): retry
             raise
-        if done.outcome == "busy":  # another worker is reading it: look again next time
+        if done.outcome == "busy":  # another worker is reading it: look again soon
             self._rules_mtime = None
+            self._rules_busy = True
             return False
+        self._rules_busy = False
         self._rules_error = ""
         self._rules_loaded_at = time.time()
         log.info("rules loaded from %s: %d projects (%s)", path, done.projects, done)
@@ -180,7 +187,10 @@ class Runtime:
 
     def _watch_rules(self) -> None:
         while not self._stopping:
-            time.sleep(self.settings.rules_poll_seconds)
+            # while another worker reads an edit, ask often: its rules are in force here
+            # (quotas, the status page) as soon as they are stored, not a poll later
+            poll = self.settings.rules_poll_seconds
+            time.sleep(min(poll, BUSY_POLL_SECONDS) if self._rules_busy else poll)
             try:
                 self.reload_rules()
             except Exception:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,11 +94,9 @@ def sync_rules_file(path: str, claim: bool = False, now: float | None = None) ->
     now = time.time() if now is None else now
     data = read_rules(path)
     digest = rules_digest(data)
-    if policy_store.get_setting(RULES_DIGEST, "") == digest:
-        return RulesSync("unchanged", _rules_projects())
-    refused = json.loads(policy_store.get_setting(RULES_REFUSED, "{}"))
-    if refused.get("digest") == digest:
-        raise RulesError(refused["error"].split("\n"))
+    known = _known(digest)
+    if known is not None:
+        return known
     if claim and not _claim(digest, now):
         return RulesSync("busy")
     started = time.monotonic()
@@ -107,13 +106,48 @@ def sync_rules_file(path: str, claim: bool = False, now: float | None = None) ->
         policy_store.set_setting(RULES_REFUSED, json.dumps({"digest": digest, "error": str(exc)}))
         raise
     parsed = time.monotonic()
+    plan = policy_store.plan_policies(rules)  # read before the write lock, so held briefly
     with store_db.database.atomic():
-        changed = policy_store.sync_rules(rules)
+        changed = policy_store.sync_rules(rules, plan=plan)
         quota_recalc.sync_rules(rules)  # storage quotas (issue 10), in the same transaction
         tag_retention.sync_rules(rules)  # tag retention policies (issue 12)
         policy_store.set_setting(RULES_DIGEST, digest)
     return RulesSync("synced", len(rules.projects), changed, parsed - started,
                      time.monotonic() - parsed)
+
+
+def stored_verdict(path: str, now: float | None = None) -> RulesSync | None:
+    """What the store already knows of the rules file at `path`: "unchanged", "busy"
+    (another worker is reading it), RulesError (refused before); None if it must be read.
+
+    A few milliseconds (the file's digest, two rows): a worker asks this before it starts a
+    child process to read the file.
+    """
+    from sidecar.rules.load import read_rules
+    from sidecar.store import policies as policy_store
+
+    now = time.time() if now is None else now
+    digest = rules_digest(read_rules(path))
+    known = _known(digest)
+    if known is not None:
+        return known
+    held, _, since = policy_store.get_setting(RULES_CLAIM, "").partition(" ")
+    if held == digest and since and now - float(since) < CLAIM_SECONDS:
+        return RulesSync("busy")
+    return None
+
+
+def _known(digest: str) -> RulesSync | None:
+    """"unchanged" if the store holds the rules of `digest`; RulesError if they were refused."""
+    from sidecar.rules.load import RulesError
+    from sidecar.store import policies as policy_store
+
+    if policy_store.get_setting(RULES_DIGEST, "") == digest:
+        return RulesSync("unchanged", _rules_projects())
+    refused = json.loads(policy_store.get_setting(RULES_REFUSED, "{}"))
+    if refused.get("digest") == digest:
+        raise RulesError(refused["error"].split("\n"))
+    return None
 
 
 def _claim(digest: str, now: float) -> bool:
@@ -151,6 +185,76 @@ def preload_rules(settings: Settings) -> PreloadedRules | None:
         done = sync_rules_file(settings.rules)
     log.info("rules read from %s: %d projects (%s)", settings.rules, done.projects, done)
     return PreloadedRules(settings.rules, mtime, done.projects, time.time())
+
+
+def sync_rules_apart(database: str, path: str) -> RulesSync:
+    """`sync_rules_file(path, claim=True)` in a new interpreter; what it came to.
+
+    A worker reading an edited 10,000-policy file on one of its threads shared the
+    interpreter with its requests for the whole parse: pulls slowed and webhooks paused. In a
+    process of its own the parse costs the worker nothing but a wait on a pipe (call it off
+    the event loop: it blocks). The database URL goes over stdin, never on a command line
+    that `ps` shows.
+
+    Raises RulesError for a refused file, RuntimeError when the child could not finish (the
+    database refused, the child died).
+    """
+    from sidecar.rules.load import RulesError
+
+    spawn, waitpid = _unpatched("posix_spawn"), _unpatched("waitpid")
+    child_in, to_child = os.pipe()
+    from_child, child_out = os.pipe()
+    try:
+        pid = spawn(sys.executable, [sys.executable, "-c", _CHILD], os.environ,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, child_in, 0),
+                                  (os.POSIX_SPAWN_DUP2, child_out, 1)])
+    finally:
+        os.close(child_in)
+        os.close(child_out)
+    with os.fdopen(to_child, "wb") as out:
+        out.write(json.dumps({"database": database, "rules": path}).encode())
+    with os.fdopen(from_child, "rb") as answer:
+        data = answer.read()
+    _, status = waitpid(pid, 0)
+    try:
+        done = json.loads(data)
+    except ValueError:
+        raise RuntimeError(f"reading the rules in a child process failed "
+                           f"(exit status {os.waitstatus_to_exitcode(status)})") from None
+    if "refused" in done:
+        raise RulesError(done["refused"])
+    if "failed" in done:
+        raise RuntimeError(done["failed"])
+    return RulesSync(done["outcome"], done["projects"], done["changed"], done["parsed_in"],
+                     done["stored_in"])
+
+
+_CHILD = "from sidecar.preload import sync_child; sync_child()"
+
+
+def sync_child() -> None:
+    """The child of `sync_rules_apart`: {"database", "rules"} on stdin, the outcome (or
+    {"refused": problems} / {"failed": reason}) as JSON on stdout."""
+    from sidecar.rules.load import RulesError
+    from sidecar.store import db as store_db
+
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    asked = json.loads(sys.stdin.read())
+    try:
+        store_db.bind(asked["database"])
+        with store_db.database.connection_context():
+            done = sync_rules_file(asked["rules"], claim=True)
+        answer: dict[str, Any] = {
+            "outcome": done.outcome, "projects": done.projects,
+            "changed": None if done.changed is None else str(done.changed),
+            "parsed_in": done.parsed_in, "stored_in": done.stored_in}
+    except RulesError as exc:
+        answer = {"refused": exc.problems}
+    except Exception as exc:  # noqa: BLE001 - the worker logs it and tries again later
+        answer = {"failed": f"storing the rules failed: {exc}"}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
 
 
 def prepare_apart(prepare: Callable[[Settings], Any], settings: Settings) -> Any:

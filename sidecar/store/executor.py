@@ -80,3 +80,9 @@ class Executor:
         if self._pool is None:
             return _with_connection(fn, *args, **kwargs)
         return self._pool.apply(_with_connection, (fn, *args), kwargs)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` off the event loop, without a database connection (a blocking wait)."""
+        if self._pool is None:
+            return fn(*args)
+        return self._pool.apply(fn, args)

@@ -94,9 +94,56 @@ class ProjectPolicies:
         object.__setattr__(self, "by_type", {k: tuple(v) for k, v in index.items()})
 
 
-def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
+@dataclass(frozen=True)
+class PolicyPlan:
+    """The policy writes a rules sync needs, worked out before its writing transaction.
+
+    Reading 10,000 stored policies and comparing them takes a few hundred milliseconds; under
+    the write lock that long, every worker's recorder waited and webhooks paused during a
+    reload. `sync_rules` uses the plan if the policy tables are still as it saw them, and
+    works it out again under the lock otherwise.
+    """
+
+    fingerprint: tuple  # policies_fingerprint()'s policy part when the plan was read
+    gone: list[int]  # policy ids
+    added: list[tuple[str, str, tuple]]  # project name, policy name, the _SYNCED values
+    updated: list[tuple[int, tuple]]  # policy id, the _SYNCED values
+
+
+def plan_policies(rules: Rules) -> PolicyPlan:
+    """What making the store's policies equal to `rules` would write (reads only)."""
+    fingerprint = policies_fingerprint()[:3]  # first: a change after it voids the plan
+    names = {row.id: row.name for row in Project.select(Project.id, Project.name)}
+    wanted: dict[tuple[str, str], tuple] = {}
+    for project in rules.projects:
+        for policy in project.policies:
+            wanted[(project.name, policy.name)] = (
+                policy.description, policy.enabled, json.dumps(list(policy.event_types)),
+                json.dumps([t.as_dict() for t in policy.targets]),
+                json.dumps(policy.options()))
+    stored = {
+        (names.get(row.project_id), row.name): row
+        for row in Policy.select(Policy.id, Policy.project, Policy.name, Policy.source,
+                                 *[getattr(Policy, k) for k in _SYNCED])
+    }
+    gone = [row.id for key, row in stored.items() if row.source == RULES and key not in wanted]
+    # an API policy of the same name as a rules-file one: the rules file wins
+    gone += [row.id for key, row in stored.items() if row.source != RULES and key in wanted]
+    added, updated = [], []
+    for key, values in wanted.items():
+        row = stored.get(key)
+        if row is None or row.source != RULES:
+            added.append((*key, values))
+        elif tuple(getattr(row, k) for k in _SYNCED) != values:
+            updated.append((row.id, values))
+    return PolicyPlan(fingerprint, gone, added, updated)
+
+
+def sync_rules(rules: Rules, now: float | None = None,
+               plan: PolicyPlan | None = None) -> SyncResult:
     """Make the store's rules-file projects and policies equal to `rules`, writing only the
     difference: a file of 10,000 unchanged policies costs two reads, not 10,000 writes.
+    `plan`: plan_policies(rules) read before this transaction began (see PolicyPlan).
 
     API-created policies are left alone, unless a rules-file policy takes their name (the file
     wins); a rules-file policy that disappeared is deleted (its deliveries keep their history
@@ -106,6 +153,8 @@ def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
     result = SyncResult()
     with database.atomic():
         serialized("rules-sync")  # workers and sidecars starting together take turns
+        if plan is None or plan.fingerprint != policies_fingerprint()[:3]:
+            plan = plan_policies(rules)
         projects = {row.name: row for row in Project.select()}
         fresh = [p for p in rules.projects if p.name not in projects]
         # the scanners first: projects name them, and every worker reads both together
@@ -135,50 +184,21 @@ def sync_rules(rules: Rules, now: float | None = None) -> SyncResult:
                 Project.id.in_(dropped)).execute()
             result.projects_changed += len(dropped)
 
-        wanted: dict[tuple[int, str], dict[str, Any]] = {}
-        for project in rules.projects:
-            project_id = projects[project.name].id
-            for policy in project.policies:
-                wanted[(project_id, policy.name)] = {
-                    "description": policy.description,
-                    "enabled": policy.enabled,
-                    "event_types_json": json.dumps(list(policy.event_types)),
-                    "targets_json": json.dumps([t.as_dict() for t in policy.targets]),
-                    "options_json": json.dumps(policy.options()),
-                }
-        stored = {
-            (row.project_id, row.name): row
-            for row in Policy.select(Policy.id, Policy.project, Policy.name, Policy.source,
-                                     *[getattr(Policy, k) for k in _SYNCED])
-        }
-        gone = [row.id for key, row in stored.items()
-                if row.source == RULES and key not in wanted]
-        # an API policy of the same name as a rules-file one: the rules file wins
-        gone += [row.id for key, row in stored.items() if row.source != RULES and key in wanted]
-        for start in range(0, len(gone), BATCH):
-            Policy.delete().where(Policy.id.in_(gone[start:start + BATCH])).execute()
-        added = [
-            (project_id, name, RULES, "rules", now, now, *(fields[k] for k in _SYNCED))
-            for (project_id, name), fields in wanted.items()
-            if (project_id, name) not in stored or stored[(project_id, name)].source != RULES
-        ]
+        for start in range(0, len(plan.gone), BATCH):
+            Policy.delete().where(Policy.id.in_(plan.gone[start:start + BATCH])).execute()
         _execute_many(
             f"INSERT INTO policy (project_id, name, source, creator, created_at, updated_at, "
             f"{', '.join(_SYNCED)}) VALUES ({', '.join([database.param] * (6 + len(_SYNCED)))})",
-            added)
-        updated = [
-            (now, *(fields[k] for k in _SYNCED), stored[key].id)
-            for key, fields in wanted.items()
-            if key in stored and stored[key].source == RULES
-            and any(getattr(stored[key], k) != v for k, v in fields.items())
-        ]
+            [(projects[project].id, name, RULES, "rules", now, now, *values)
+             for project, name, values in plan.added])
         _execute_many(
             f"UPDATE policy SET updated_at = {database.param}, "
             f"{', '.join(f'{k} = {database.param}' for k in _SYNCED)} "
-            f"WHERE id = {database.param}", updated)
-        result.policies_changed = len(updated)
-        result.policies_added = len(added)
-        result.policies_deleted = len(gone)
+            f"WHERE id = {database.param}",
+            [(now, *values, policy_id) for policy_id, values in plan.updated])
+        result.policies_changed = len(plan.updated)
+        result.policies_added = len(plan.added)
+        result.policies_deleted = len(plan.gone)
         result.replication_changed = sync_replication(rules.registries, rules.replication, now)
     return result
 
