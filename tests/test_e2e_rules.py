@@ -35,9 +35,24 @@ def test_serve_refuses_a_broken_rules_file_with_file_line_and_reason(tmp_path, r
 
 def test_changes_are_picked_up_and_a_broken_edit_keeps_the_last_good_rules(
         sidecar_factory, receiver_factory, image):
+    _edits_are_picked_up(sidecar_factory, receiver_factory, image)
+
+
+@pytest.mark.postgres
+def test_changes_are_picked_up_on_postgresql(
+        postgres_database, sidecar_factory, receiver_factory, image):
+    """The child process that reads an edit gets the database URL, password included."""
+    url = postgres_database.replace("@", ":not-shown-pw@", 1)  # trust auth ignores it
+    assert ":not-shown-pw@" in url
+    sidecar = _edits_are_picked_up(sidecar_factory, receiver_factory, image, database=url,
+                                   workers=2)
+    assert "not-shown-pw" not in sidecar.log()
+
+
+def _edits_are_picked_up(sidecar_factory, receiver_factory, image, **options):
     first, second = receiver_factory(), receiver_factory()
     sidecar = sidecar_factory(webhook_rules(first.url, auth_header=None,
-                                            event_types=["PUSH_ARTIFACT"]))
+                                            event_types=["PUSH_ARTIFACT"]), **options)
     layout, _ = image("v1")
     clients.push(layout, "v1", f"{sidecar.netloc}/proj/app:v1")
     first.wait_for(1)
@@ -65,3 +80,4 @@ def test_changes_are_picked_up_and_a_broken_edit_keeps_the_last_good_rules(
                                                      event_types=["PUSH_ARTIFACT"])))
     sidecar.wait_status(lambda s: s["rules"]["error"] is None and any(
         t["address"] == first.url for p in s["policies"] for t in p["targets"]))
+    return sidecar
