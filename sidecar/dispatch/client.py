@@ -51,14 +51,16 @@ from urllib.parse import urlsplit
 
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.addresses import AddressRefused
+from sidecar.dispatch.render import USER_AGENT
 
 #: requests' limit (`Session.max_redirects`).
 MAX_REDIRECTS = 30
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-#: What requests' session sent with every request, in its order (User-Agent comes with the
-#: request: dispatch.render sets the sidecar's own).
+#: What requests' session sent with every request, in its order; a request's own header of
+#: the same name takes the place of the default (dispatch.render always sets User-Agent).
 DEFAULT_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*"), ("Connection", "keep-alive"))
+    ("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*"),
+    ("Connection", "keep-alive"))
 #: requests' pool sizes: idle connections kept per endpoint, endpoints kept.
 IDLE_PER_ENDPOINT = 10
 ENDPOINTS = 10
