@@ -127,6 +127,7 @@ class Dispatcher:
         self._finisher_running = False
         self._outcome_ready.set()
         self._write_outcomes()  # what the finisher has not written yet
+        self._sender.close()  # idle kept-alive connections: the receivers need not time out
 
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""
