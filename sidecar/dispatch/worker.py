@@ -26,6 +26,7 @@ from sidecar.dispatch.retry import parse_retry_after
 from sidecar.dispatch.sender import Answer
 from sidecar.dispatch.sender import Sender
 from sidecar.jobs.lane import Lane
+from sidecar.rules.target import Target
 from sidecar.store import clock
 from sidecar.store import delivery_queue as queue
 from sidecar.store import pacing
@@ -79,6 +80,9 @@ class Dispatcher:
             schedule=lambda key, now: executor.run(pacing.reserve, key, SLACK_INTERVAL, now),
             push=lambda key, until: executor.run(pacing.defer, key, until))
         self._project_ids: dict[tuple[int | None, str], int | None] = {}
+        #: stored target JSON -> (its dict, its Target): the same few targets come back with
+        #: every delivery, and parsing them each time was a good part of rendering
+        self._targets: dict[str, tuple[dict, Target | None]] = {}
         self._outcomes: list[tuple[Delivery, queue.Outcome]] = []
         self._outcomes_lock = threading.Lock()  # guards the list
         self._writing = threading.Lock()  # held while a batch is taken and written
@@ -123,21 +127,22 @@ class Dispatcher:
         self._finisher_running = False
         self._outcome_ready.set()
         self._write_outcomes()  # what the finisher has not written yet
+        self._sender.close()  # idle kept-alive connections: the receivers need not time out
 
     def deliver(self, delivery: Delivery) -> None:
         """One attempt: render, send, decide, record."""
-        target = delivery.target
-        slack = min_interval(target) > 0  # the formats table says who is paced (Slack)
+        target, typed = self._target(delivery)
+        slack = min_interval(typed or target) > 0  # the formats table says who is paced (Slack)
         if slack:
             requeue_at = self._slack.turn(target.get("address", ""), delivery.uid,
                                           clock=clock.now)
             if requeue_at is not None:  # its turn is further off: back to the queue, no attempt
                 self._executor.run(queue.postpone, delivery, requeue_at)
                 return
-        context = self._context(delivery, target)
+        context = self._context(delivery, typed or target)
         attempt = delivery.attempts + 1
         try:
-            request = render(delivery.event.payload, target, context)
+            request = render(delivery.event.payload, typed or target, context)
         except Exception as exc:
             # Final: the same row renders the same way next time. Left unrecorded, it would be
             # taken over after every lease expiry, for ever.
@@ -209,7 +214,7 @@ class Dispatcher:
         """Write a batch of outcomes, then what they say about each target's health (on a
         database thread). A health write that fails never loses the outcomes."""
         recorded = queue.finish_many(batch)
-        observed = [target_health.Observed(delivery.policy_id, delivery.target,
+        observed = [target_health.Observed(delivery.policy_id, self._target(delivery)[0],
                                            outcome.status == DELIVERED, outcome.error)
                     for (delivery, outcome), ok in zip(batch, recorded, strict=True) if ok]
         try:
@@ -223,7 +228,25 @@ class Dispatcher:
                         "until it is re-enabled", address, self._settings.auto_disable_after)
         return recorded
 
-    def _context(self, delivery: Delivery, target: dict) -> Context:
+    def _target(self, delivery: Delivery) -> tuple[dict, Target | None]:
+        """The delivery's target as stored (a dict: pacing and health read it) and typed
+        (None when it does not convert: `render` then says why), parsed once per target."""
+        raw = getattr(delivery, "target_json", None)
+        known = self._targets.get(raw) if raw is not None else None
+        if known is not None:
+            return known
+        target = delivery.target
+        try:
+            typed: Target | None = Target.from_dict(target)
+        except Exception:
+            typed = None
+        if raw is not None:
+            if len(self._targets) >= 1024:
+                self._targets.clear()
+            self._targets[raw] = (target, typed)
+        return target, typed
+
+    def _context(self, delivery: Delivery, target: dict | Target) -> Context:
         project_id = None
         if needs_project_id(target):  # the CloudEvents source names it; cached, ids never move
             key = (delivery.policy_id, delivery.project)

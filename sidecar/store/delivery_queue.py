@@ -149,10 +149,10 @@ def _skip_disabled(deliveries: list[dict[str, Any]], keys: list[str], now: float
     if not disabled:
         return
     for row, key in zip(deliveries, keys, strict=True):
-        health = disabled.get(key)
-        if health is not None:
+        reason = disabled.get(key)
+        if reason is not None:
             row.update(status=SKIPPED, finished_at=now,
-                       last_error=f"skipped: the target is disabled ({health.reason})"[:1000])
+                       last_error=f"skipped: the target is disabled ({reason})"[:1000])
 
 
 def _attempt_lost(delivery_id: int, number: int, now: float) -> None:

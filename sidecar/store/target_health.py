@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peewee import SqliteDatabase
 from peewee import fn
 
 from sidecar.redact import redact_address
@@ -72,10 +73,10 @@ def observe(results: Sequence[Observed], after: float, now: float | None = None)
             healthy.discard(key)
     disabled: list[str] = []
     with database.atomic():
-        if healthy:
-            TargetHealth.update(failing_since=None, last_error="").where(
-                TargetHealth.key.in_(list(healthy)) & TargetHealth.failing_since.is_null(False)
-            ).execute()
+        if healthy:  # the usual batch: written out, peewee's builder cost more than the query
+            keys = sorted(healthy)
+            _run("UPDATE target_health SET failing_since = NULL, last_error = '' "
+                 f"WHERE failing_since IS NOT NULL AND key IN ({_marks(len(keys))})", keys)
         for key, item in failing.items():
             target = Target.from_dict(item.target)
             error = scrub(item.error or "failed", secrets_of([target]))[:500]
@@ -104,13 +105,27 @@ def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at or 0))
 
 
-def disabled_keys(keys: Iterable[str]) -> dict[str, TargetHealth]:
-    """Of these keys, the disabled ones (the recorder skips their new deliveries)."""
-    keys = list(set(keys))
+def disabled_keys(keys: Iterable[str]) -> dict[str, str]:
+    """Of these keys, the disabled ones, with why (the recorder skips their new deliveries).
+
+    Asked for every recorded batch, so written out: peewee built this SELECT anew each time,
+    most of its cost (bench/deliveries.py, trickle)."""
+    keys = sorted(set(keys))
     if not keys:
         return {}
-    return {row.key: row for row in TargetHealth.select().where(
-        TargetHealth.key.in_(keys) & TargetHealth.disabled_at.is_null(False))}
+    cursor = _run("SELECT key, reason FROM target_health "
+                  f"WHERE disabled_at IS NOT NULL AND key IN ({_marks(len(keys))})", keys)
+    return {key: reason for key, reason in cursor.fetchall()}
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _run(sql: str, params: Sequence[Any] = ()):
+    """`?` placeholders on SQLite, psycopg2's `%s` on PostgreSQL."""
+    sqlite = isinstance(database.obj, SqliteDatabase)
+    return database.execute_sql(sql if sqlite else sql.replace("?", "%s"), tuple(params))
 
 
 def disabled_targets() -> list[DisabledTarget]:
