@@ -109,23 +109,24 @@ def _requote(text: str) -> str:
 
 
 def parse_url(url: str) -> _Url:
-    """Split a webhook URL once; ClientError says what is wrong with it."""
+    """Split a webhook URL once; ClientError says what is wrong with it, without the URL
+    (its user info and query may hold a secret, and the message is shown on the status page)."""
     try:
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()
         host = parts.hostname
         explicit_port = parts.port
     except ValueError as exc:
-        raise ClientError(f"request failed: invalid URL {url!r}: {exc}") from None
+        raise ClientError(f"request failed: invalid URL: {exc}") from None
     if scheme not in _DEFAULT_PORTS:
-        raise ClientError(f"request failed: not an http(s) URL: {url!r}")
+        raise ClientError(f"request failed: not an http(s) URL (scheme {scheme!r})")
     if not host:
-        raise ClientError(f"request failed: invalid URL {url!r}: no host")
+        raise ClientError("request failed: invalid URL: no host")
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise ClientError(f"request failed: invalid host name in {url!r}") from None
+            raise ClientError("request failed: invalid host name in the URL") from None
     port = explicit_port or _DEFAULT_PORTS[scheme]
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
