@@ -212,10 +212,10 @@ class Runtime:
             except Exception:
                 log.exception("sweeping old deliveries and events failed")
                 continue
-            if swept.deliveries or swept.events:
-                log.info("sweep: deleted %d deliveries and %d events (older than %g days, "
-                         "or beyond a policy's newest %d)", swept.deliveries, swept.events, days,
-                         self.settings.history_per_policy)
+            if swept.deliveries or swept.events or swept.jobs:
+                log.info("sweep: deleted %d deliveries, %d events and %d finished jobs (older "
+                         "than %g days, or beyond a policy's newest %d)", swept.deliveries,
+                         swept.events, swept.jobs, days, self.settings.history_per_policy)
 
     # -- switches --------------------------------------------------------------------------
     def notifications_enabled(self) -> bool:

@@ -116,3 +116,38 @@ def test_each_policy_keeps_its_newest_executions(store):
     assert Delivery.select().where(Delivery.policy == quiet.id).count() == 2
     assert Attempt.select().count() == 16 - 12 + 0
     assert sweep.sweep(cutoff=0, now=time.time(), keep_per_policy=3).deliveries == 0
+
+
+def test_old_finished_jobs_go_with_their_tasks_but_a_shown_scan_stays(store):
+    from sidecar.store import jobs
+    from sidecar.store.models import RUNNING
+    from sidecar.store.models import SUCCEEDED
+    from sidecar.store.models import ArtifactScan
+    from sidecar.store.models import Job
+    from sidecar.store.tag_retention_models import RetentionExecution
+
+    now = time.time()
+    long_ago = now - 30 * DAY
+
+    def job(kind: str, status: str, parent: int | None = None, when: float = long_ago) -> int:
+        job_id = jobs.enqueue(kind, {}, parent=parent, now=when)
+        Job.update(status=status, updated_at=when).where(Job.id == job_id).execute()
+        return job_id
+
+    old_run = job("retention", SUCCEEDED)
+    RetentionExecution.insert(id=old_run, policy=1, project="proj", trigger="MANUAL",
+                              created_at=long_ago).execute()
+    old_tasks = [job("retention_task", SUCCEEDED, parent=old_run) for _ in range(3)]
+    busy_run = job("retention", RUNNING)  # old, but not finished
+    busy_task = job("retention_task", SUCCEEDED, parent=busy_run)
+    recent = job("replication", SUCCEEDED, when=now)
+    old_scan, shown_scan = job("scan", SUCCEEDED), job("scan", SUCCEEDED)
+    ArtifactScan.insert(scanner="trivy", digest="sha256:" + "a" * 64, scans=2,
+                        latest_job=shown_scan, updated_at=long_ago).execute()
+
+    swept = sweep.sweep(cutoff=now - 14 * DAY, now=now)
+    assert swept.jobs == 1 + len(old_tasks) + 1  # the run, its tasks, the superseded scan
+    left = {row.id for row in Job.select(Job.id)}
+    assert left == {busy_run, busy_task, recent, shown_scan}
+    assert old_scan not in left
+    assert RetentionExecution.select().count() == 0  # the API lists it no more
