@@ -525,3 +525,90 @@ def test_an_artifact_pushed_while_the_run_goes_is_not_deleted(
     assert clients.inspect_raw(f"{registry.netloc}/{repository}:fresh") is not None
     assert digest not in [path.rsplit("/", 1)[1] for m, path, status in slow.answers
                           if m == "DELETE"]
+
+
+def _api(sidecar) -> tuple[requests.Session, str]:
+    api = requests.Session()
+    api.auth = ("admin", sidecar.admin_password)
+    return api, f"{sidecar.url}/api/v2.0"
+
+
+def _execution(api, base: str, policy_id: int, execution_id: int, until, timeout: float = 60
+               ) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = api.get(f"{base}/retentions/{policy_id}/executions", timeout=10).json()
+        [row] = [r for r in rows if r["id"] == execution_id]
+        if until(row):
+            return row
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+
+
+def test_stopping_a_running_execution_stops_its_deletions(
+        sidecar_factory, receiver, registry, image):
+    project = _project()
+    repository = f"{project}/app"
+    slow = BadRegistry("slow-delete", upstream=registry.url, delay=1.5).start()
+    try:
+        sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
+                                  upstream=slow.url)
+        _push_tags(sidecar, image, repository, ["v1", "v2", "v3", "v4", "v5"])
+        _settle(sidecar, repository, "v5")
+        api, base = _api(sidecar)
+        found = api.get(f"{base}/projects/{project}", timeout=10).json()
+        policy_id = int(found["metadata"]["retention_id"])
+        started = api.post(f"{base}/retentions/{policy_id}/executions",
+                           json={"dry_run": False}, timeout=10)
+        execution_id = int(started.headers["Location"].rsplit("/", 1)[1])
+        deadline = time.monotonic() + 30
+        while not [a for a in slow.answers if a[0] == "DELETE"]:  # the first delete is under way
+            assert time.monotonic() < deadline, sidecar.log()[-3000:]
+            time.sleep(0.05)
+        stop = api.patch(f"{base}/retentions/{policy_id}/executions/{execution_id}",
+                         json={"action": "stop"}, timeout=10)
+        assert stop.status_code == 200, stop.text
+        row = _execution(api, base, policy_id, execution_id,
+                         lambda r: r["status"] not in ("Running", "InProgress", "Pending"))
+    finally:
+        slow.stop()
+    assert row["status"] == "Stopped"
+    [task] = api.get(f"{base}/retentions/{policy_id}/executions/{execution_id}/tasks",
+                     timeout=10).json()
+    assert task["status"] == "Stopped"
+    deletes = [a for a in slow.answers if a[0] == "DELETE"]
+    assert 1 <= len(deletes) < 4, deletes  # stopped before the plan's four deletions
+    remaining = _tags(registry, repository)
+    assert "v5" in remaining and len(remaining) == 5 - len(deletes)
+
+
+def test_a_registry_refusing_deletes_fails_the_run_and_says_how_to_allow_them(
+        tmp_path, sidecar_factory, receiver, image):
+    from tests.support.registry import Registry
+
+    no_deletes = Registry(tmp_path / "no-deletes", deletes=False).start()
+    try:
+        project = _project()
+        repository = f"{project}/app"
+        sidecar = sidecar_factory(_rules(project, receiver.url, "latestPushedK", 1),
+                                  upstream=no_deletes.url)
+        _push_tags(sidecar, image, repository, ["v1", "v2"], gap=1.05)
+        _settle(sidecar, repository, "v2")
+        api, base = _api(sidecar)
+        found = api.get(f"{base}/projects/{project}", timeout=10).json()
+        policy_id = int(found["metadata"]["retention_id"])
+        started = api.post(f"{base}/retentions/{policy_id}/executions",
+                           json={"dry_run": False}, timeout=10)
+        execution_id = int(started.headers["Location"].rsplit("/", 1)[1])
+        row = _execution(api, base, policy_id, execution_id,
+                         lambda r: r["status"] not in ("Running", "InProgress", "Pending"))
+        assert row["status"] == "Error"  # Harbor's word for a failed execution and task
+        [task] = api.get(f"{base}/retentions/{policy_id}/executions/{execution_id}/tasks",
+                         timeout=10).json()
+        assert task["status"] == "Error"
+        assert _tags(no_deletes, repository) == ["v1", "v2"]  # nothing deleted
+        status = sidecar.status()["retention"]
+        assert "storage.delete.enabled" in json.dumps(status) or \
+            "storage.delete.enabled" in sidecar.log()
+    finally:
+        no_deletes.stop()

@@ -25,7 +25,7 @@ storage:
   filesystem:
     rootdirectory: {root}
   delete:
-    enabled: true
+    enabled: {deletes}
   cache:
     blobdescriptor: inmemory
   maintenance:
@@ -53,14 +53,17 @@ class TokenAuth:
 
 class Registry:
     def __init__(self, workdir: Path, htpasswd: Path | None = None,
-                 token: TokenAuth | None = None, tls: tuple[str, str] | None = None):
-        """`tls`: (certificate, key) PEM files to serve HTTPS with."""
+                 token: TokenAuth | None = None, tls: tuple[str, str] | None = None,
+                 deletes: bool = True):
+        """`tls`: (certificate, key) PEM files to serve HTTPS with; `deletes`: whether the
+        registry allows manifest deletes (off, it answers 405 as a default install does)."""
         if not os.path.exists(BINARY):
             raise RuntimeError(
                 "docker-registry is not installed: apt-get install -y docker-registry")
         self.workdir = workdir
         self.port = free_port()
         self.tls = tls
+        self.deletes = deletes
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.netloc = f"127.0.0.1:{self.port}"
         self.htpasswd = htpasswd
@@ -79,7 +82,7 @@ class Registry:
         tls = (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
                if self.tls else "")
         config.write_text(CONFIG.format(root=self.workdir / "storage", port=self.port, auth=auth,
-                                        tls=tls))
+                                        tls=tls, deletes=str(self.deletes).lower()))
         self.process = subprocess.Popen(
             [BINARY, "serve", str(config)],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
