@@ -319,8 +319,11 @@ def project_id_for(policy_id: int | None, project: str) -> int | None:
 
 
 def get_setting(key: str, default: str) -> str:
-    row = Setting.get_or_none(Setting.key == key)
-    return default if row is None else row.value
+    # written out: the recorder asks for notification_enable with every batch, and peewee
+    # building the query cost more than the database answering it
+    row = database.execute_sql(f"SELECT value FROM setting WHERE key = {database.param}",
+                               (key,)).fetchone()
+    return default if row is None else row[0]
 
 
 def set_setting(key: str, value: str) -> None:
