@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from sidecar.cli.store_access import add_store_arguments
+from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
 
 #: what Harbor's API names the user of a manual run; events name it as the operator
@@ -24,10 +25,7 @@ OPERATOR = "admin"
 def add_parser(sub) -> None:
     parser = sub.add_parser("replicate", help="start a run of a replication policy")
     parser.add_argument("policy", help="the policy's name (or id)")
-    parser.add_argument("--wait", action="store_true",
-                        help="follow the run until it ends; exit 1 if it did not succeed")
-    parser.add_argument("--timeout", type=float, default=3600.0,
-                        help="with --wait: seconds to wait (default 3600)")
+    add_wait_arguments(parser)
     add_store_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_replicate)

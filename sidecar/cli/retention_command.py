@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from sidecar.cli.store_access import add_store_arguments
+from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
 
 OPERATOR = "admin"
@@ -28,10 +29,7 @@ def add_parser(sub) -> None:
     run.add_argument("project")
     run.add_argument("--dry-run", action="store_true",
                      help="evaluate and report what would be deleted; delete nothing")
-    run.add_argument("--wait", action="store_true",
-                     help="follow the run until it ends; exit 1 if it did not succeed")
-    run.add_argument("--timeout", type=float, default=3600.0,
-                     help="with --wait: seconds to wait (default 3600)")
+    add_wait_arguments(run)
     add_store_arguments(run)
     run.add_argument("--json", action="store_true", help="print JSON")
     run.set_defaults(func=cmd_run)

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
 
 #: what Harbor's API names the user of a manual scan; events name it as the operator
@@ -24,11 +25,9 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("scan", help="scan an artifact with its project's scanner")
     parser.add_argument("reference", metavar="REPO:TAG|REPO@DIGEST",
                         help="e.g. library/app:1.0 or library/app@sha256:...")
-    parser.add_argument("--wait", action="store_true",
-                        help="follow the scan until it ends; exit 1 if it did not complete")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="with --wait: seconds to wait (default: the scan deadline, "
-                             "sidecar.scan.timeout_seconds, plus a minute)")
+    add_wait_arguments(parser, "scan", default=None,
+                       timeout_help="seconds to wait (default: the scan deadline, "
+                                    "sidecar.scan.timeout_seconds, plus a minute)")
     parser.add_argument("--config", help="harbor.yml naming the upstream, the database and "
                         "sidecar.registry_credential")
     parser.add_argument("--database", help="sqlite:///PATH or postgresql://... "

@@ -17,6 +17,17 @@ from sidecar.config import load_settings
 from sidecar.redact import database_url
 
 
+def add_wait_arguments(parser: argparse.ArgumentParser, what: str = "run",
+                       timeout_help: str = "seconds to wait (default 3600)",
+                       default: float | None = 3600.0) -> None:
+    """`--wait` and `--timeout`, as every command that starts work offers them."""
+    parser.add_argument("--wait", action="store_true",
+                        help=f"follow the {what} until it ends; exit 1 if it did not "
+                             f"{'complete' if what == 'scan' else 'succeed'}")
+    parser.add_argument("--timeout", type=float, default=default,
+                        help=f"with --wait: {timeout_help}")
+
+
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="harbor.yml naming the database")
     parser.add_argument("--database", help="sqlite:///PATH or postgresql://... "
