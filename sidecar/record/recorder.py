@@ -46,6 +46,14 @@ class RecorderSettings:
     max_attempts: int = 3
     #: gather this long before writing (0: group commit, write as soon as idle)
     batch_interval: float = 0.0
+    #: under load (events arrived while a batch was written), writes start at most this
+    #: often, so one transaction carries several events: each write's fixed cost (the hop
+    #: to a database thread, the transaction, the policy and switch checks) was most of a
+    #: pull's recording when every event had a write of its own. An event after a quiet
+    #: spell is still written at once.
+    gather_window: float = 0.005
+    #: a backlog this large is written without waiting
+    gather_below: int = 32
     batch_size: int = 500
     max_buffer: int = 100_000
     retry_interval: float = 1.0  # after a failed write: the database may be restarting
@@ -237,8 +245,14 @@ class Recorder:
                 time.sleep(self._settings.batch_interval)  # gather a batch
             # group commit: what arrived during one write is the next batch
             while self._buffer and not self._stopping:
+                started = time.monotonic()
                 if not self._write_batch():
                     time.sleep(self._settings.retry_interval)  # keep the events, try again
+                    continue
+                if 0 < len(self._buffer) < self._settings.gather_below:
+                    rest = self._settings.gather_window - (time.monotonic() - started)
+                    if rest > 0:
+                        time.sleep(rest)
 
     def _write_batch(self) -> bool:
         batch = [
