@@ -271,3 +271,36 @@ def test_a_failed_write_gives_the_reserved_slots_back(store):
     assert recorder._write_batch() is True
     assert len(slots.taken) == 2 and slots.returned == 4 + 2
     assert Delivery.select().where(Delivery.status == "sending").count() == 2
+
+
+class CountingExecutor(Executor):
+    """Counts the writes (each a transaction); slow ones, as under load."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.writes = 0
+        self.delay = delay
+
+    def run(self, fn, *args, **kwargs):
+        self.writes += 1
+        time.sleep(self.delay)
+        return super().run(fn, *args, **kwargs)
+
+
+def test_a_steady_stream_shares_writes_and_a_lone_event_is_written_at_once(store):
+    executor = CountingExecutor(delay=0.001)
+    recorder = Recorder(executor, RecorderSettings(gather_window=0.3))
+    recorder.start()
+    try:
+        started = time.monotonic()
+        recorder.submit([event(n=0)])
+        wait_until(lambda: recorder.recorded == 1)
+        assert time.monotonic() - started < 0.2  # not held for the window
+        for n in range(1, 101):  # 1 event per ms for 100 ms: load
+            recorder.submit([event(n=n)])
+            time.sleep(0.001)
+        wait_until(lambda: recorder.recorded == 101)
+    finally:
+        recorder.stop()
+    assert Event.select().count() == 101
+    assert executor.writes <= 30, executor.writes  # one write per event without the window
