@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -187,7 +188,7 @@ def preload_rules(settings: Settings) -> PreloadedRules | None:
     return PreloadedRules(settings.rules, mtime, done.projects, time.time())
 
 
-def sync_rules_apart(database: str, path: str) -> RulesSync:
+def sync_rules_apart(database: str, path: str, timeout: float = CLAIM_SECONDS) -> RulesSync:
     """`sync_rules_file(path, claim=True)` in a new interpreter; what it came to.
 
     A worker reading an edited 10,000-policy file on one of its threads shared the
@@ -197,7 +198,8 @@ def sync_rules_apart(database: str, path: str) -> RulesSync:
     that `ps` shows.
 
     Raises RulesError for a refused file, RuntimeError when the child could not finish (the
-    database refused, the child died).
+    database refused, the child died, or it took longer than `timeout`: as long as another
+    worker waits before it takes a claim over).
     """
     from sidecar.rules.load import RulesError
 
@@ -213,8 +215,15 @@ def sync_rules_apart(database: str, path: str) -> RulesSync:
         os.close(child_out)
     with os.fdopen(to_child, "wb") as out:
         out.write(json.dumps({"database": database, "rules": path}).encode())
-    with os.fdopen(from_child, "rb") as answer:
-        data = answer.read()
+    try:
+        data = _read_until(from_child, time.monotonic() + timeout)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        waitpid(pid, 0)
+        raise RuntimeError(f"reading the rules took over {timeout:g} s: the child process "
+                           "was stopped (another worker takes the edit over)") from None
+    finally:
+        os.close(from_child)
     _, status = waitpid(pid, 0)
     try:
         done = json.loads(data)
@@ -230,6 +239,20 @@ def sync_rules_apart(database: str, path: str) -> RulesSync:
 
 
 _CHILD = "from sidecar.preload import sync_child; sync_child()"
+
+
+def _read_until(fd: int, deadline: float) -> bytes:
+    """Everything from `fd` until it closes; TimeoutError at `deadline`."""
+    select = _unpatched("select", "select")
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select([fd], [], [], left)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def sync_child() -> None:
@@ -291,15 +314,17 @@ def prepare_apart(prepare: Callable[[Settings], Any], settings: Settings) -> Any
     return pickle.loads(data)  # noqa: S301 - our own child's bytes
 
 
-def _unpatched(name: str) -> Callable:
-    """`os.fork` / `os.waitpid` as the OS has them, also after gevent patched `os`.
+def _unpatched(name: str, module: str = "os") -> Callable:
+    """`os.fork` / `os.waitpid` (or `select.select`) as the OS has them, also after gevent
+    patched them.
 
     gevent's fork watches the child with a libev SIGCHLD watcher that never fired here before
     the server's loop runs (its waitpid then waited for ever). The child needs no gevent: it
     makes blocking database calls and exits, and the master has no hub yet to share with it.
+    A worker waits for its child on a thread of its own, where blocking is what it wants.
     """
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover - gevent is a dependency
-        return getattr(os, name)
-    return monkey.get_original("os", name)
+        return getattr(__import__(module), name)
+    return monkey.get_original(module, name)

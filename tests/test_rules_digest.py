@@ -3,6 +3,7 @@ only the projects that changed (issue 17). Against a real SQLite store."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -160,3 +161,12 @@ def test_a_plan_read_before_the_lock_is_read_again_if_the_policies_changed_meanw
     plain = load_rules(path)
     plan = policy_store.plan_policies(plain)
     assert policy_store.sync_rules(plain, plan=plan).policies_changed == 3
+
+
+def test_a_child_that_hangs_is_stopped_at_the_timeout(store, tmp_path):
+    fifo = tmp_path / "rules-fifo.yaml"
+    os.mkfifo(fifo)  # opening it for reading waits for a writer that never comes
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="took over 1 s: the child process was stopped"):
+        preload.sync_rules_apart(f"sqlite:///{tmp_path / 'store.db'}", str(fifo), timeout=1.0)
+    assert time.monotonic() - started < 10
