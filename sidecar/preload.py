@@ -298,8 +298,7 @@ def _unpatched(name: str) -> Callable:
     the server's loop runs (its waitpid then waited for ever). The child needs no gevent: it
     makes blocking database calls and exits, and the master has no hub yet to share with it.
     """
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    monkey = sys.modules.get("gevent.monkey")  # the master never imports gevent: no patch
+    if monkey is None:
         return getattr(os, name)
     return monkey.get_original("os", name)

@@ -21,7 +21,10 @@ from sidecar.config import Settings
 log = logging.getLogger(__name__)
 
 _runtime = None
-WORKER_CLASSES = {"sidecar": "sidecar.server.worker.SidecarWorker", "gunicorn": "gevent"}
+#: what the master loads: the gevent workers behind them are imported in each worker
+#: (sidecar/server/lean.py), so the master holds no gevent
+WORKER_CLASSES = {"sidecar": "sidecar.server.lean.SidecarWorker",
+                  "gunicorn": "sidecar.server.lean.StockGeventWorker"}
 
 
 def _worker_exit(server, worker) -> None:
