@@ -75,11 +75,23 @@ def _remove_orphaned_metrics_dirs() -> None:
 def _child_exit(server, worker) -> None:
     # In the master: a dead worker's live gauges go; its counters stay in the sums.
     try:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+        remove_live_gauges(worker.pid)
     except Exception:
         log.exception("cleaning metrics of worker %s failed", worker.pid)
+
+
+def remove_live_gauges(pid: int, path: str | None = None) -> None:
+    """prometheus_client's `multiprocess.mark_process_dead`, without importing the library.
+
+    The master runs this whenever a worker exits (a restart after `max_requests` too): the
+    import would add prometheus_client to the master for good, and so to every worker forked
+    after it (issue 13: memory). Its files are `gauge_<live mode>_<pid>.db`.
+    """
+    directory = path or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for stale in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
+        os.remove(stale)
 
 
 class SidecarServer(BaseApplication):

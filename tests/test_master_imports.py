@@ -59,6 +59,24 @@ def test_a_broken_rules_file_still_stops_serve_with_its_message(tmp_path):
     assert found["loaded"] == []
 
 
+def test_a_dead_workers_live_gauges_go_as_prometheus_client_removes_them(tmp_path):
+    from prometheus_client import multiprocess
+
+    from sidecar.serve import remove_live_gauges
+
+    names = ["gauge_livesum_41.db", "gauge_liveall_41.db", "gauge_livemostrecent_41.db",
+             "gauge_all_41.db", "counter_41.db", "gauge_livesum_411.db", "histogram_41.db"]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for directory in (ours, theirs):
+        directory.mkdir()
+        for name in names:
+            (directory / name).write_bytes(b"")
+    remove_live_gauges(41, str(ours))
+    multiprocess.mark_process_dead(41, str(theirs))
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    assert "gauge_livesum_41.db" not in {p.name for p in ours.iterdir()}
+
+
 WORKER = textwrap.dedent("""
     import json, sys
     from gunicorn.workers.base_async import AsyncWorker
