@@ -6,6 +6,7 @@ in the worker), so the recorder, dispatcher and rules watcher are greenlets of t
 
 from __future__ import annotations
 
+import gc
 import glob
 import logging
 import os
@@ -192,11 +193,24 @@ def _without_postgres_driver(settings: Settings) -> None:
 _SCHEME_SQLITE = re.compile(r"sqlite:", re.IGNORECASE)
 
 
+def _freeze_for_fork() -> None:
+    """Keep the master's objects out of the workers' garbage collections (gc.freeze).
+
+    A worker's collector walks every tracked object, and writing their GC headers copied the
+    master's pages into each worker (copy-on-write): frozen, they stay shared. bench/memory.py
+    measured the tree's PSS 96 -> 91-92 MB; RSS, which counts shared pages in every process,
+    hardly moves. Collected first, so no garbage of the master is kept for good.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run(settings: Settings, preloaded=None, metrics_dir: str | None = None) -> None:
     """Serve until stopped; `metrics_dir` is prepare_metrics_dir()'s, removed at exit."""
     made = metrics_dir
     master = os.getpid()
     try:
+        _freeze_for_fork()
         SidecarServer(settings, preloaded).run()
     finally:
         # workers leave through here too (gunicorn exits them with SystemExit): master only
