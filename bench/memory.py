@@ -2,12 +2,13 @@
 
 Run by bench/run.py (`--only rss`). A fresh sidecar with 2 workers: a blob uploaded through it
 in one chunked PATCH, then downloaded. VmRSS of every process is sampled every 50 ms; printed
-are each process's RSS after start and at its peak, and the tree's sum (what `ps` adds up; it
-counts pages shared by master and workers more than once).
+are each process's RSS after start (once every worker has loaded) and at its peak, and the
+tree's sum (what `ps` adds up; it counts pages shared by master and workers more than once).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bench.blobs import make_blob
@@ -27,7 +28,7 @@ def bench_rss(workdir: Path, registry, cache: Path, size_mib: int, workers: int 
     sidecar = start_sidecar(workdir / "sidecar-rss", registry.url, workers=workers)
     try:
         pids = sidecar_pids(sidecar)
-        start_kib = {pid: memory_kib(pid, "VmRSS") for pid in pids}
+        start_kib = settled_kib(pids)
         with RssSampler(pids) as sampler:
             up = upload_blob(sidecar.url, "bench/rss", path, digest, chunked=True)
             down = curl_get_seconds(f"{sidecar.url}/v2/bench/rss/blobs/{digest}")
@@ -41,6 +42,27 @@ def bench_rss(workdir: Path, registry, cache: Path, size_mib: int, workers: int 
                 "upload_s": up, "download_s": min(down, down2), "direct_download_s": direct}
     finally:
         sidecar.stop()
+
+
+def settled_kib(pids: list[int], quiet: float = 1.0, limit: float = 20.0) -> dict[int, int]:
+    """VmRSS of each process once none has grown for `quiet` seconds (at most `limit`).
+
+    The sidecar answers as soon as one worker has loaded the application; the other may still
+    be importing it, and its RSS "after start" was then a few MB short (the tree looked to
+    grow by up to 10 MB under traffic when it had only finished starting).
+    """
+    last = {pid: memory_kib(pid, "VmRSS") for pid in pids}
+    still = time.monotonic()
+    deadline = still + limit
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = {pid: memory_kib(pid, "VmRSS") for pid in pids}
+        if any(now[pid] > last[pid] for pid in pids):
+            still = time.monotonic()
+        last = now
+        if time.monotonic() - still >= quiet:
+            break
+    return last
 
 
 def print_rss(result: dict) -> float:

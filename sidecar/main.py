@@ -1,9 +1,12 @@
 """Console entry point of the `sidecar` command.
 
-`sidecar serve` runs gevent workers. gevent must patch the standard library before `ssl`,
-`socket` and friends are imported anywhere, or modules that captured the originals (urllib3,
-requests) keep blocking TLS sockets that freeze a whole worker while a webhook endpoint answers
-over HTTPS. The CLI's imports reach requests, so serving patches first, here, before them.
+`sidecar serve` runs gevent workers. gevent must patch the standard library before modules
+that capture `ssl` and `socket` names (urllib3, requests) are imported, or they keep blocking
+TLS sockets that freeze a whole worker while a webhook endpoint answers over HTTPS. Each
+worker patches first thing in its own process (sidecar/server/lean.py), before it imports
+the application; the master imports none of those modules and no gevent (issue 13: every
+module in the master is in each forked worker's memory again). tests/test_master_imports.py
+holds the master to that.
 """
 
 from __future__ import annotations
@@ -12,10 +15,6 @@ import sys
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        from gevent import monkey
-
-        monkey.patch_all()
     from sidecar.cli import main as cli_main
 
     return cli_main()

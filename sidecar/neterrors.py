@@ -7,7 +7,10 @@ may use it.
 
 from __future__ import annotations
 
-import requests
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported by the callers that raise its errors, not by the proxy's
+    import requests
 
 
 def errno_reason(exc: BaseException, limit: int = 300) -> str:
@@ -25,6 +28,8 @@ def errno_reason(exc: BaseException, limit: int = 300) -> str:
 
 def request_failure(exc: requests.RequestException, timeout: float) -> str:
     """What a `requests` call that raised came to: timeout, TLS, connection or other."""
+    import requests  # loaded already: `exc` is one of its errors
+
     if isinstance(exc, requests.exceptions.Timeout):
         return f"timeout after {timeout:g}s"
     if isinstance(exc, requests.exceptions.SSLError):

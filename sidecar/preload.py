@@ -323,8 +323,7 @@ def _unpatched(name: str, module: str = "os") -> Callable:
     makes blocking database calls and exits, and the master has no hub yet to share with it.
     A worker waits for its child on a thread of its own, where blocking is what it wants.
     """
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    monkey = sys.modules.get("gevent.monkey")  # the master never imports gevent: no patch
+    if monkey is None:
         return getattr(__import__(module), name)
     return monkey.get_original(module, name)

@@ -1,6 +1,7 @@
 """`sidecar serve`'s master stays lean: what it imports is in every forked worker's memory
-again, so the store, the HTTP client, Flask and the CloudEvents SDK stay out of it. The store
-is still prepared (migrated, rules synced) before the workers start, by a short-lived child."""
+again, so the store, the HTTP client, Flask, the CloudEvents SDK and gevent stay out of it (each
+worker patches and loads its gevent worker itself: sidecar/server/lean.py). The store is still
+prepared (migrated, rules synced) before the workers start, by a short-lived child."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import sys
 import textwrap
 
 HEAVY = ("peewee", "requests", "urllib3", "flask", "cloudevents", "prometheus_client",
-         "psycopg2", "sidecar.store.db", "sidecar.app")
+         "psycopg2", "sidecar.store.db", "sidecar.app", "gevent", "greenlet",
+         "sidecar.server.worker", "sidecar.proxy")
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     HEAVY = sys.argv.pop(1).split(",")
-    from gevent import monkey
-    monkey.patch_all()
     from sidecar.cli.commands import _prepare_store, _settings_from, build_parser
     from sidecar.preload import prepare_apart
     from sidecar.serve import WORKER_CLASSES
@@ -57,3 +57,55 @@ def test_a_broken_rules_file_still_stops_serve_with_its_message(tmp_path):
     found = _master(tmp_path, "projects:\n  - name: [broken\n")
     assert found["result"].strip("'\"").startswith("sidecar: rules file refused")
     assert found["loaded"] == []
+
+
+def test_a_dead_workers_live_gauges_go_as_prometheus_client_removes_them(tmp_path):
+    from prometheus_client import multiprocess
+
+    from sidecar.serve import remove_live_gauges
+
+    names = ["gauge_livesum_41.db", "gauge_liveall_41.db", "gauge_livemostrecent_41.db",
+             "gauge_all_41.db", "counter_41.db", "gauge_livesum_411.db", "histogram_41.db"]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for directory in (ours, theirs):
+        directory.mkdir()
+        for name in names:
+            (directory / name).write_bytes(b"")
+    remove_live_gauges(41, str(ours))
+    multiprocess.mark_process_dead(41, str(theirs))
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    assert "gauge_livesum_41.db" not in {p.name for p in ours.iterdir()}
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    from gunicorn.workers.base_async import AsyncWorker
+    from sidecar.server import lean
+
+    class Real(AsyncWorker):
+        def init_process(self):
+            from gevent import monkey
+            self.seen = {"class": type(self).__name__,
+                         "patched": monkey.is_module_patched("socket")}
+
+    sys.modules["__main__"].Real = Real
+    class Probe(lean._Deferred):
+        real = "__main__.Real"
+
+    before = "gevent" in sys.modules
+    worker = object.__new__(Probe)  # as gunicorn's master builds it (its __init__ aside)
+    worker.init_process()  # in the child
+    from gunicorn.util import load_class
+    from gunicorn.workers.ggevent import GeventWorker
+    gevent_workers = [issubclass(load_class(kind.real), GeventWorker)
+                      for kind in (lean.SidecarWorker, lean.StockGeventWorker)]
+    print(json.dumps({"before": before, **worker.seen, "gevent_workers": gevent_workers}))
+""")
+
+
+def test_a_worker_patches_with_gevent_then_becomes_its_real_class():
+    done = subprocess.run([sys.executable, "-c", WORKER], capture_output=True, text=True,
+                          timeout=60, check=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"before": False, "class": "Real", "patched": True,
+                     "gevent_workers": [True, True]}

@@ -10,9 +10,8 @@ and the Host header is untouched: only the address is pinned.
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
-import requests
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool
@@ -25,6 +24,10 @@ from urllib3.util.connection import create_connection
 
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.addresses import AddressRefused
+
+if TYPE_CHECKING:  # its users bring requests (the endpoint test): see sidecar/lazy.py
+    import requests
+    from requests.adapters import HTTPAdapter
 
 
 def _guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.socket:
@@ -62,6 +65,8 @@ def _guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.sock
 
 
 def _adapter_for(policy: AddressPolicy) -> HTTPAdapter:
+    from requests.adapters import HTTPAdapter  # loaded already: the session it guards is one
+
     class GuardedHTTPConnection(HTTPConnection):
         def _new_conn(self) -> socket.socket:
             return _guarded_connect(self, policy)

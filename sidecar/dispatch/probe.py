@@ -19,8 +19,6 @@ from typing import Any
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
-import requests
-
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.addresses import AddressRefused
 from sidecar.dispatch.outbound import guard
@@ -30,7 +28,10 @@ from sidecar.dispatch.render import render
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.events.payload import artifact_payload
+from sidecar.lazy import lazy_module
 from sidecar.neterrors import request_failure
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 MAX_TIMEOUT = 10.0
 MAX_REDIRECTS = 3

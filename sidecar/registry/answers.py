@@ -10,12 +10,13 @@ import json
 import re
 from urllib.parse import urlsplit
 
-import requests
-
+from sidecar.lazy import lazy_module
 from sidecar.neterrors import errno_reason
 from sidecar.registry.errors import NotFound
 from sidecar.registry.errors import RegistryError
 from sidecar.registry.errors import Unauthorized
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 _ERROR_LIMIT = 64 * 1024
 #: "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c"

@@ -22,11 +22,11 @@ from collections.abc import Hashable
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import requests
-
+from sidecar.lazy import lazy_module
 from sidecar.registry.cache import TokenCache
 from sidecar.registry.challenge import Scope
 from sidecar.registry.challenge import covers
@@ -37,6 +37,8 @@ from sidecar.registry.credential import Credential
 from sidecar.registry.errors import RegistryUnavailable
 from sidecar.registry.errors import TokenError
 
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
+
 CLIENT_ID = "registry-webhook-sidecar"
 #: the token spec's lifetime when a token service names none
 DEFAULT_LIFETIME = 60.0
@@ -44,6 +46,12 @@ DEFAULT_LIFETIME = 60.0
 POST_UNSUPPORTED = frozenset({400, 401, 404, 405})
 #: a token answer is a few KiB; a realm answering more is not a token service
 MAX_TOKEN_ANSWER = 1024 * 1024
+
+
+class Sender(Protocol):
+    """What sends the token requests: the client's session (client._Session)."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response: ...
 
 
 class Auth(Protocol):
@@ -84,7 +92,7 @@ class _Refused(Exception):
 class RegistryAuth:
     """One identity (or anonymous) toward one registry; safe to share between greenlets."""
 
-    def __init__(self, session: requests.Session, credential: Credential | None,
+    def __init__(self, session: Sender, credential: Credential | None,
                  timeout: tuple[float, float], clock: Callable[[], float] = time.monotonic):
         self._session = session
         self._credential = credential

@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
+from sidecar.lazy import lazy_module
 from sidecar.registry.answers import failure
 from sidecar.registry.answers import length
 from sidecar.registry.answers import media_type
@@ -49,6 +48,8 @@ from sidecar.registry.errors import NotFound
 from sidecar.registry.errors import RegistryError
 from sidecar.registry.errors import RegistryUnavailable
 from sidecar.registry.errors import Unauthorized
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 USER_AGENT = "registry-webhook-sidecar"
 #: what real clients accept (skopeo, containerd): OCI and Docker, images and indexes
@@ -80,6 +81,42 @@ class Descriptor:
     size: int | None
 
 
+class _Session:
+    """The client's `requests` Session, made by its first request.
+
+    Every worker builds the upstream's client at start, but most never send it a request
+    (deletes, scans, replication, retention and quota recalculation do): `requests` stays
+    unimported until then (sidecar/lazy.py).
+    """
+
+    def __init__(self, verify: bool | str, pool_size: int):
+        self._verify = verify
+        self._pool_size = pool_size
+        self._made: requests.Session | None = None
+
+    def _session(self) -> requests.Session:
+        # No lock: greenlets do not switch in here (no I/O); two native threads racing
+        # would each make a working session, the last one kept.
+        session = requests.Session()
+        session.trust_env = False  # no environment proxy or .netrc sees or adds credentials
+        session.verify = self._verify
+        session.headers["User-Agent"] = USER_AGENT
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=2, pool_maxsize=self._pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._made = session
+        return session
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        made = self._made
+        return (made or self._session()).request(method, url, **kwargs)
+
+    def close(self) -> None:
+        if self._made is not None:
+            self._made.close()
+
+
 class RegistryClient:
     """One registry (`url`), one identity (`credential`, or None for anonymous)."""
 
@@ -97,15 +134,8 @@ class RegistryClient:
         self.url = url.rstrip("/")
         self._credential = credential
         self._timeout = (connect_timeout, timeout)
-        session = requests.Session()
-        session.trust_env = False  # no environment proxy or .netrc sees or adds credentials
-        session.verify = verify
-        session.headers["User-Agent"] = USER_AGENT
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
-        self._auth = RegistryAuth(session, credential, self._timeout, clock)
+        self._session = _Session(verify, pool_size)  # shared by as_client's views
+        self._auth = RegistryAuth(self._session, credential, self._timeout, clock)
 
     @property
     def has_credential(self) -> bool:

@@ -12,12 +12,14 @@ import hashlib
 from collections.abc import Iterable
 from collections.abc import Iterator
 
-import requests
 import urllib3
 
+from sidecar.lazy import lazy_module
 from sidecar.registry.errors import DigestMismatch
 from sidecar.registry.errors import RegistryError
 from sidecar.registry.errors import RegistryUnavailable
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 READ_CHUNK = 1024 * 1024
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}

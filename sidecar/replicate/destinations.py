@@ -16,8 +16,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import requests
-
+from sidecar.lazy import lazy_module
 from sidecar.registry import Credential
 from sidecar.registry import RegistryClient
 from sidecar.registry import RegistryError
@@ -26,6 +25,8 @@ from sidecar.registry import Unauthorized
 from sidecar.replicate.copy import MountSources
 from sidecar.rules.registries import HARBOR
 from sidecar.store.replication import RegistryView
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 HARBOR_PROJECTS = "/api/v2.0/projects"
 

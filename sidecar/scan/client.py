@@ -19,13 +19,14 @@ from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlsplit
 
-import requests
-
+from sidecar.lazy import lazy_module
 from sidecar.rules.scanners import Scanner
 from sidecar.scan import spec
 from sidecar.scan.report import ReportError
 from sidecar.scan.report import VulnerabilityReport
 from sidecar.scan.report import parse_report
+
+requests = lazy_module("requests")  # the rare paths' library: see sidecar/lazy.py
 
 log = logging.getLogger(__name__)
 
