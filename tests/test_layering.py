@@ -22,17 +22,19 @@ ALLOWED = {
     # the formats table says which target types, payload formats and fields exist
     "rules": {"events", "dispatch.formats"},
     "dispatch.formats": {"events"},
-    "dispatch": {"events", "rules", "store", "jobs", "neterrors", "dispatch.formats", "lazy"},
+    "dispatch": {"events", "rules", "store", "jobs", "neterrors", "dispatch.formats", "lazy",
+                 "keepalive"},
     "store": {"rules", "events", "redact"},
     "record": {"events", "rules", "store"},
     "jobs": {"store", "rules"},  # rules.cron: Harbor's schedules
     "registry": {"neterrors", "lazy"},
-    "proxy": {"events", "neterrors", "registry"},
+    "proxy": {"events", "neterrors", "registry", "keepalive"},
     "server": {"proxy"},
     # a leaf: the client's address behind trusted front proxies (sidecar.trusted_proxies)
     "clientaddr": set(),  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "lazy": set(),  # a leaf: libraries imported on first use (a worker's memory, issue 13)
+    "keepalive": set(),  # a leaf: whether an idle kept-alive connection is still usable
     "scan": {"events", "rules", "store", "jobs", "registry", "lazy"},
     "retain": {"events", "rules", "store", "jobs", "registry"},
     "replicate": {"events", "rules", "store", "jobs", "registry", "lazy"},

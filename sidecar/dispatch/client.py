@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import re
-import select
 import socket
 import ssl
 import threading
@@ -49,6 +48,7 @@ from urllib.parse import unquote
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
+from sidecar import keepalive
 from sidecar.dispatch.addresses import AddressPolicy
 from sidecar.dispatch.addresses import AddressRefused
 from sidecar.dispatch.render import USER_AGENT
@@ -156,17 +156,6 @@ def _strips_auth(old: _Url, new: _Url) -> bool:
     return changed_port or changed_scheme
 
 
-def _original_poll():
-    # gevent's monkey-patching removes select.poll; a zero-timeout poll never blocks anyway
-    try:
-        from gevent.monkey import get_original
-
-        return get_original("select", "poll")
-    except (ImportError, AttributeError):
-        return select.poll
-
-
-_poll = _original_poll()
 
 
 class _Conn:
@@ -183,14 +172,7 @@ class _Conn:
             self.sock.close()
 
     def dropped(self) -> bool:
-        """An idle kept-alive connection is readable only if the receiver closed it (or sent
-        something unasked, which makes it unusable too)."""
-        try:
-            poller = _poll()
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
+        return keepalive.dropped(self.sock)
 
 
 class _NotSent(Exception):

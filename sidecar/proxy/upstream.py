@@ -14,7 +14,6 @@ urllib3 HTTPErrors, so callers catch one exception type whichever client runs.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import urllib3
+
+from sidecar import keepalive
 
 #: Read size for response bodies; big reads mean fewer trips through Python per blob.
 READ_CHUNK = 256 * 1024
@@ -93,26 +94,9 @@ class _Connection:
             self.sock.close()
 
     def dropped(self) -> bool:
-        """An idle keep-alive connection is readable only if the server closed it (or erred)."""
-        try:
-            poller = _poll()
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
+        return keepalive.dropped(self.sock)
 
 
-def _original_poll():
-    # gevent's monkey-patching removes select.poll; a zero-timeout poll never blocks anyway
-    try:
-        from gevent.monkey import get_original
-
-        return get_original("select", "poll")
-    except (ImportError, AttributeError):
-        return select.poll
-
-
-_poll = _original_poll()
 
 
 class Response:

@@ -1,0 +1,35 @@
+"""Whether an idle kept-alive connection can carry the next request.
+
+The registry client (proxy/upstream.py) and the webhook client (dispatch/client.py) both keep
+connections between requests; one the peer closed meanwhile must be replaced before a request
+is written to it, not noticed after.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+
+def _original_poll():
+    # gevent's monkey-patching removes select.poll; a zero-timeout poll never blocks anyway
+    try:
+        from gevent.monkey import get_original
+
+        return get_original("select", "poll")
+    except (ImportError, AttributeError):
+        return select.poll
+
+
+_poll = _original_poll()
+
+
+def dropped(sock: socket.socket) -> bool:
+    """An idle connection is readable only if the peer closed it (or sent something unasked,
+    which makes it unusable too)."""
+    try:
+        poller = _poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
