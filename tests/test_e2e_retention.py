@@ -533,6 +533,16 @@ def _api(sidecar) -> tuple[requests.Session, str]:
     return api, f"{sidecar.url}/api/v2.0"
 
 
+def _start_run(api, base: str, project: str) -> tuple[int, int]:
+    """A real run of the project's policy through Harbor's API: (policy id, execution id)."""
+    found = api.get(f"{base}/projects/{project}", timeout=10).json()
+    policy_id = int(found["metadata"]["retention_id"])
+    started = api.post(f"{base}/retentions/{policy_id}/executions", json={"dry_run": False},
+                       timeout=10)
+    assert started.status_code == 201, started.text
+    return policy_id, int(started.headers["Location"].rsplit("/", 1)[1])
+
+
 def _execution(api, base: str, policy_id: int, execution_id: int, until, timeout: float = 60
                ) -> dict:
     deadline = time.monotonic() + timeout
@@ -556,11 +566,7 @@ def test_stopping_a_running_execution_stops_its_deletions(
         _push_tags(sidecar, image, repository, ["v1", "v2", "v3", "v4", "v5"])
         _settle(sidecar, repository, "v5")
         api, base = _api(sidecar)
-        found = api.get(f"{base}/projects/{project}", timeout=10).json()
-        policy_id = int(found["metadata"]["retention_id"])
-        started = api.post(f"{base}/retentions/{policy_id}/executions",
-                           json={"dry_run": False}, timeout=10)
-        execution_id = int(started.headers["Location"].rsplit("/", 1)[1])
+        policy_id, execution_id = _start_run(api, base, project)
         deadline = time.monotonic() + 30
         while not [a for a in slow.answers if a[0] == "DELETE"]:  # the first delete is under way
             assert time.monotonic() < deadline, sidecar.log()[-3000:]
@@ -595,11 +601,7 @@ def test_a_registry_refusing_deletes_fails_the_run_and_says_how_to_allow_them(
         _push_tags(sidecar, image, repository, ["v1", "v2"], gap=1.05)
         _settle(sidecar, repository, "v2")
         api, base = _api(sidecar)
-        found = api.get(f"{base}/projects/{project}", timeout=10).json()
-        policy_id = int(found["metadata"]["retention_id"])
-        started = api.post(f"{base}/retentions/{policy_id}/executions",
-                           json={"dry_run": False}, timeout=10)
-        execution_id = int(started.headers["Location"].rsplit("/", 1)[1])
+        policy_id, execution_id = _start_run(api, base, project)
         row = _execution(api, base, policy_id, execution_id,
                          lambda r: r["status"] not in ("Running", "InProgress", "Pending"))
         assert row["status"] == "Error"  # Harbor's word for a failed execution and task
