@@ -1,4 +1,5 @@
-"""Whether an idle kept-alive connection can carry the next request.
+"""Kept-alive connections: a socket with its buffered reader, and whether it can carry the
+next request.
 
 The registry client (proxy/upstream.py) and the webhook client (dispatch/client.py) both keep
 connections between requests; one the peer closed meanwhile must be replaced before a request
@@ -33,3 +34,22 @@ def dropped(sock: socket.socket) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+class Connection:
+    """A connected socket and the buffered reader its answers are read through."""
+
+    __slots__ = ("sock", "rfile")
+
+    def __init__(self, sock: socket.socket, buffering: int):
+        self.sock = sock
+        self.rfile = sock.makefile("rb", buffering=buffering)
+
+    def close(self) -> None:
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
+
+    def dropped(self) -> bool:
+        return dropped(self.sock)

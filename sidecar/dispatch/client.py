@@ -156,23 +156,7 @@ def _strips_auth(old: _Url, new: _Url) -> bool:
     return changed_port or changed_scheme
 
 
-
-
-class _Conn:
-    __slots__ = ("sock", "rfile")
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.rfile = sock.makefile("rb", buffering=16384)
-
-    def close(self) -> None:
-        try:
-            self.rfile.close()
-        finally:
-            self.sock.close()
-
-    def dropped(self) -> bool:
-        return keepalive.dropped(self.sock)
+_Conn = keepalive.Connection
 
 
 class _NotSent(Exception):
@@ -380,7 +364,7 @@ class WebhookClient:
             except BaseException:
                 sock.close()
                 raise
-        return _Conn(sock)
+        return _Conn(sock, 16384)
 
     def _context(self, verify: bool) -> ssl.SSLContext:
         """urllib3's client context (TLS 1.2+, no compression or tickets, ALPN http/1.1),

@@ -80,23 +80,7 @@ class Headers(Mapping):
         return [v for k, v in self._pairs if k.lower() == key]
 
 
-class _Connection:
-    __slots__ = ("sock", "rfile")
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.rfile = sock.makefile("rb", buffering=READ_CHUNK)
-
-    def close(self) -> None:
-        try:
-            self.rfile.close()
-        finally:
-            self.sock.close()
-
-    def dropped(self) -> bool:
-        return keepalive.dropped(self.sock)
-
-
+_Connection = keepalive.Connection
 
 
 class Response:
@@ -273,7 +257,7 @@ class Upstream:
         except OSError as exc:
             sock.close()
             raise UpstreamError(f"cannot connect to {self.netloc}: {exc}") from exc
-        return _Connection(sock)
+        return _Connection(sock, READ_CHUNK)
 
     def _checkin(self, conn: _Connection) -> None:
         if len(self._idle) < self._pool_size:
