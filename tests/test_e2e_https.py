@@ -3,7 +3,6 @@ TLS endpoint never stalls the registry traffic the same gevent worker carries.""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import urllib.request
@@ -12,6 +11,7 @@ import pytest
 
 from tests.conftest import webhook_rules
 from tests.support import clients
+from tests.support.certs import self_signed
 from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.e2e
@@ -20,15 +20,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1, made with openssl."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_self_signed_endpoint_is_delivered_when_verification_is_skipped(

@@ -4,8 +4,6 @@ says why, and TLS still verifies the name in the URL while the address is pinned
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import requests
 
@@ -14,6 +12,7 @@ from sidecar.dispatch.outbound import guard
 from sidecar.dispatch.probe import send_probe
 from sidecar.dispatch.render import Request
 from sidecar.dispatch.sender import Sender
+from tests.support.certs import self_signed
 from tests.support.receiver import Reply
 
 STRICT = AddressPolicy.of(False)
@@ -76,15 +75,7 @@ def test_the_test_endpoint_obeys_the_same_policy(receiver):
 @pytest.fixture(scope="module")
 def localhost_certificate(tmp_path_factory):
     """A self-signed certificate for the name `localhost` only (no IP address in it)."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed(tmp_path_factory.mktemp("tls"), "localhost")
 
 
 def test_tls_verifies_the_name_while_the_address_is_pinned(receiver_factory,

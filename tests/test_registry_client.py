@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import json
 import os
-import subprocess
 import threading
 import urllib.request
 
@@ -21,6 +20,7 @@ from sidecar.registry import RegistryUnavailable
 from sidecar.registry import TokenError
 from sidecar.registry import Unauthorized
 from tests.support.auth import htpasswd_file
+from tests.support.certs import self_signed
 from tests.support.ports import free_port
 from tests.support.registry import Registry
 from tests.support.tokens import Account
@@ -322,14 +322,7 @@ def test_a_url_with_user_info_is_refused():
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (what an internal registry often has)."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True)
-    return str(cert), str(key)
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")

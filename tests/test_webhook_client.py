@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import socket
 import struct
-import subprocess
 import threading
 import time
 
@@ -28,6 +27,7 @@ from sidecar.store.models import DELIVERED
 from sidecar.store.models import PENDING
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
+from tests.support.certs import self_signed
 from tests.support.receiver import Reply
 
 OPEN = AddressPolicy()
@@ -301,15 +301,7 @@ def test_a_redirect_loop_ends_after_30_hops(receiver_factory):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_is_verified_unless_the_target_skips_it(receiver_factory, certificate):
