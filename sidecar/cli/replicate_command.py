@@ -9,7 +9,6 @@ failed or was stopped (or did not end in time), 2 when it could not be started.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from sidecar.cli.store_access import add_store_arguments
 from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
+from sidecar.cli.store_access import report_run
 
 #: what Harbor's API names the user of a manual run; events name it as the operator
 OPERATOR = "admin"
@@ -46,18 +46,11 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     except RunRefused as exc:
         print(f"sidecar replicate: {exc.message} ({exc.status})", file=sys.stderr)
         return 2
-    if not args.wait:
-        _say(args, {"execution_id": execution_id},
-             f"execution {execution_id} of {args.policy} queued; a running sidecar runs it")
-        return 0
-    outcome = _follow(executor, execution_id, time.monotonic() + args.timeout)
-    if outcome is None:
-        print(f"sidecar replicate: execution {execution_id} did not end within "
-              f"{args.timeout:g}s (is `sidecar serve` running on this database?)",
-              file=sys.stderr)
-        return 1
-    _say(args, outcome, _text(outcome))
-    return 0 if outcome["status"] == "Success" else 1
+    return report_run(
+        args, "replicate", execution_id,
+        ({"execution_id": execution_id},
+         f"execution {execution_id} of {args.policy} queued; a running sidecar runs it"),
+        lambda deadline: _follow(executor, execution_id, deadline), _text)
 
 
 def _follow(executor, execution_id: int, deadline: float) -> dict[str, Any] | None:
@@ -90,6 +83,3 @@ def _text(outcome: dict[str, Any]) -> str:
         lines.append(line)
     return "\n".join(lines)
 
-
-def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)

@@ -10,7 +10,6 @@ failed (or did not end in time), 2 when it could not be started.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from sidecar.cli.store_access import add_store_arguments
 from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
+from sidecar.cli.store_access import report_run
 
 OPERATOR = "admin"
 
@@ -52,19 +52,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     execution_id = executor.run(runs.start_execution, policy, runs.TRIGGER_MANUAL,
                                 dry_run=args.dry_run, operator=OPERATOR)
     what = "dry run" if args.dry_run else "run"
-    if not args.wait:
-        _say(args, {"execution_id": execution_id, "policy_id": policy.id},
-             f"retention {what} {execution_id} of {args.project} queued; a running sidecar "
-             "runs it")
-        return 0
-    outcome = _follow(executor, execution_id, time.monotonic() + args.timeout)
-    if outcome is None:
-        print(f"sidecar retention: execution {execution_id} did not end within "
-              f"{args.timeout:g}s (is `sidecar serve` running on this database?)",
-              file=sys.stderr)
-        return 1
-    _say(args, outcome, _text(outcome))
-    return 0 if outcome["status"] == "Success" else 1
+    return report_run(
+        args, "retention", execution_id,
+        ({"execution_id": execution_id, "policy_id": policy.id},
+         f"retention {what} {execution_id} of {args.project} queued; a running sidecar runs it"),
+        lambda deadline: _follow(executor, execution_id, deadline), _text)
 
 
 def _follow(executor, execution_id: int, deadline: float) -> dict[str, Any] | None:
@@ -93,6 +85,3 @@ def _text(outcome: dict[str, Any]) -> str:
                      + (f": {task['error']}" if task["error"] else ""))
     return "\n".join(lines)
 
-
-def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)

@@ -9,13 +9,13 @@ completed, 1 when one failed or was stopped, 2 when the scan could not be asked 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
 from sidecar.cli.store_access import add_wait_arguments
 from sidecar.cli.store_access import open_store
+from sidecar.cli.store_access import say
 
 #: what Harbor's API names the user of a manual scan; events name it as the operator
 OPERATOR = "admin"
@@ -76,7 +76,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 2
     where = f"{repository}@{artifact.digest}"
     if not args.wait:
-        _say(args, {"queued": job.id, "artifact": where},
+        say(args, {"queued": job.id, "artifact": where},
              f"scan of {where} queued (job {job.id}); a running sidecar scans it")
         return 0
     timeout = args.timeout if args.timeout is not None else settings.scan_timeout_seconds + 60
@@ -86,7 +86,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
               "serve` running on this database?)", file=sys.stderr)
         return 1
     ok = all(item["status"] == "succeeded" for item in outcome)
-    _say(args, {"artifact": where, "scans": outcome},
+    say(args, {"artifact": where, "scans": outcome},
          "\n".join(_line(item) for item in outcome))
     return 0 if ok else 1
 
@@ -135,6 +135,3 @@ def _line(item: dict[str, Any]) -> str:
                      f"{': ' + per if per else ''}) [{mime}]")
     return "\n".join(parts) or f"{digest}: completed"
 
-
-def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
