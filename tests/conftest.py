@@ -133,6 +133,17 @@ def postgres_url():
     yield from _throwaway_postgres()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_store_url(request, tmp_path):
+    """The URL of an empty store, once on SQLite and once on PostgreSQL (the module's shared
+    database, its schema reset): for store code whose SQL differs between the two."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url = request.getfixturevalue("postgres_url")
+    postgres.reset_schema(url)
+    return url
+
+
 @pytest.fixture
 def postgres_database():
     """A throwaway PostgreSQL database for one test. Request it before sidecar_factory: the

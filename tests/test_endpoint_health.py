@@ -8,19 +8,14 @@ import pytest
 from sidecar.dispatch.ratelimit import IntervalLimiter
 from sidecar.store import db as store_db
 from sidecar.store import pacing
-from tests.support import postgres
 
 URL = "https://hooks.slack.example/services/T0/B0/secret"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
+@pytest.fixture
+def store(empty_store_url):
     """SQLite and PostgreSQL: the upserts and row locks differ between them."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'health.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+    url = empty_store_url
     db = store_db.bind(url)
     db.connect(reuse_if_open=True)
     yield

@@ -30,7 +30,6 @@ from sidecar.store.models import Event
 from sidecar.store.models import database
 from sidecar.store.policies import ProjectPolicies
 from sidecar.store.policies import StoredPolicy
-from tests.support import postgres
 
 HOOK = {"type": "http", "address": "http://a.example/hook"}
 DIGEST = "sha256:" + "a" * 64
@@ -212,13 +211,9 @@ class TestBuildRecords:
 
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'dedup.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store_url(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     _add_policy(window=60)
     db.close()

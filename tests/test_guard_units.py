@@ -10,7 +10,6 @@ from sidecar.clientaddr import is_loopback
 from sidecar.store import db as store_db
 from sidecar.store import login_throttle
 from sidecar.store.login_throttle import Throttle
-from tests.support import postgres
 
 
 def test_forwarded_for_only_from_trusted_peers():
@@ -31,14 +30,10 @@ def test_loopback():
     assert not is_loopback("10.0.0.1") and not is_loopback("")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
+@pytest.fixture
+def store(empty_store_url):
     """SQLite and PostgreSQL: the upserts and row locks differ between them."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'guard.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+    url = empty_store_url
     db = store_db.bind(url)
     db.connect(reuse_if_open=True)
     yield

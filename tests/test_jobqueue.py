@@ -23,18 +23,13 @@ from sidecar.store.models import SENDING
 from sidecar.store.models import SUCCEEDED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Job
-from tests.support import postgres
 
 LEASE = 60.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     db.connect(reuse_if_open=True)
     yield url

@@ -30,16 +30,11 @@ from sidecar.store.models import Delivery
 from sidecar.store.models import Event
 from sidecar.store.models import Policy
 from sidecar.store.models import Project
-from tests.support import postgres
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     with db.connection_context():
         project = Project.create(name="proj", created_at=0)

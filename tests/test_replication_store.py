@@ -17,7 +17,6 @@ from sidecar.store.models import RUNNING
 from sidecar.store.models import STOPPED
 from sidecar.store.models import SUCCEEDED
 from sidecar.store.models import Job
-from tests.support import postgres
 
 RULES = """\
 registries:
@@ -30,13 +29,9 @@ replication:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'replication.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def database(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     with db.connection_context():
         yield db

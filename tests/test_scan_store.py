@@ -52,13 +52,9 @@ projects:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'scans.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     db.connect(reuse_if_open=True)
     sync_rules(parse_rules(RULES, "rules.yaml", {}))

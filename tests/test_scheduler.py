@@ -15,7 +15,6 @@ from sidecar.jobs.scheduler import latest_fire
 from sidecar.store import db as store_db
 from sidecar.store import jobs
 from sidecar.store.executor import Executor
-from tests.support import postgres
 
 
 def at(text: str) -> float:
@@ -42,13 +41,9 @@ def test_due_names_each_schedule_with_its_fire_time():
         (schedules[0], at("2026-11-29T03:00:00"))]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sched.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     yield url
     db.close()

@@ -37,16 +37,12 @@ class Store:
     backend: str
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     db.connect(reuse_if_open=True)
-    yield Store(url, request.param)
+    yield Store(url, "sqlite" if url.startswith("sqlite") else "postgresql")
     db.close()
 
 

@@ -42,13 +42,9 @@ def bind(url: str):
     return store_db.bind(url)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def store(empty_store_url):
+    url = empty_store_url
     db = bind(url)
     db.connect(reuse_if_open=True)
     yield url

@@ -19,7 +19,6 @@ from sidecar.store import retention_runs as runs
 from sidecar.store import tag_retention as store
 from sidecar.store.models import SUCCEEDED
 from sidecar.store.models import Job
-from tests.support import postgres
 
 RULES = """\
 projects:
@@ -34,13 +33,9 @@ projects:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'retention.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        postgres.reset_schema(url)
+@pytest.fixture
+def database(empty_store_url):
+    url = empty_store_url
     db = store_db.bind(url)
     with db.connection_context():
         yield db
