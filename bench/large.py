@@ -92,7 +92,7 @@ class Run:
                               "delivery": {"backoff_seconds": 0.2,
                                            "backoff_max_seconds": 0.5}}}
         self.sidecar = Sidecar(workdir, registry.url, rules=rules, config=config,
-                               workers=workers)
+                               workers=workers, record_unmatched=False)
 
     def start_seconds(self) -> float:
         """Seconds from `sidecar serve` to a healthy /sidecar/healthz and every worker up."""

@@ -155,7 +155,8 @@ def main() -> int:
         # default poll intervals, as bench/run.py's sidecars
         sidecar = Sidecar(workdir / "sidecar", registry.url, rules=rules,
                           config={"sidecar": {"rules_poll_seconds": 2.0}},
-                          workers=args.workers, database=args.database).start()
+                          workers=args.workers, database=args.database,
+                          record_unmatched=False).start()
         pids = process_tree(sidecar.process.pid)
         registry_pids = process_tree(registry.process.pid)
         direct = Target("direct", registry.url, "free")

@@ -107,7 +107,8 @@ def main() -> int:
         source = Registry(work / "source").start()
         dest = Registry(work / "dest").start()
         sidecar = Sidecar(work / "sidecar", source.url, rules=rules(dest.url),
-                          config={"sidecar": {"rules_poll_seconds": 2.0}})
+                          config={"sidecar": {"rules_poll_seconds": 2.0}},
+                          record_unmatched=False)
         try:
             clients.push(layout, "v1", f"{source.netloc}/{REPO}:v1")
             sidecar.start()

@@ -123,7 +123,8 @@ def start_sidecar(workdir: Path, upstream: str, workers: int, rules: dict | None
     kind = Sidecar
     if entry:
         kind = type("BaselineSidecar", (_EntrySidecar,), {"entry": entry})
-    sidecar = kind(workdir, upstream, rules=rules, config=config, workers=workers, env=env)
+    sidecar = kind(workdir, upstream, rules=rules, config=config, workers=workers, env=env,
+                   record_unmatched=False)  # the default: what users run
     sidecar.start()
     deadline = time.monotonic() + 20
     while len(worker_pids(sidecar)) < workers and time.monotonic() < deadline:

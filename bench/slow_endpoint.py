@@ -95,7 +95,8 @@ def _run(workdir: Path, registry: Registry, delay: float, args) -> dict:
         workdir, registry.url, rules=pull_rules(f"http://127.0.0.1:{port}/hook", "bench"),
         workers=args.workers,
         config={"notification": {"webhook_job_http_client_timeout": delay + 5},
-                "sidecar": {"rules_poll_seconds": 2.0}})
+                "sidecar": {"rules_poll_seconds": 2.0}},
+        record_unmatched=False)
     sidecar.start()
     try:
         _pulls(sidecar.netloc, 50, args.clients)  # warm-up

@@ -41,6 +41,7 @@ from sidecar.proxy.quota_gate import QuotaGate
 from sidecar.proxy.upstream import Upstream
 from sidecar.quota.book import QuotaBook
 from sidecar.quota.recalc import RecalcHandler
+from sidecar.record.late import LateEvents
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
@@ -50,8 +51,7 @@ from sidecar.replicate.schedules import replication_schedules
 from sidecar.replicate.task import TaskHandler
 from sidecar.replicate.trigger import event_replications
 from sidecar.retain import job as retention_job
-from sidecar.retain.recording import EVENT_TYPES as ACTIVITY_EVENTS
-from sidecar.retain.recording import record_activity
+from sidecar.retain import recording
 from sidecar.retain.schedules import retention_schedules
 from sidecar.rules.load import RulesError
 from sidecar.scan.job import ScanHandler
@@ -108,7 +108,8 @@ class Runtime:
         self.recorder = Recorder(
             self.executor,
             RecorderSettings(hostname=settings.hostname,
-                             max_attempts=settings.webhook_job_max_retry),
+                             max_attempts=settings.webhook_job_max_retry,
+                             keep_unmatched=settings.record_unmatched_events),
             notifications_enabled=self.notifications_enabled,
             on_recorded=self.dispatcher.wake,
             handoff=self.dispatcher,  # its deliveries go straight to this process's senders
@@ -334,7 +335,9 @@ def add_retention(runtime: Runtime) -> None:
     each policy's schedule."""
     runtime.jobs.add(retention_job.ExecutionHandler(runtime.registry))
     runtime.jobs.add(retention_job.TaskHandler(runtime.registry))
-    runtime.recorder.add_trigger(ACTIVITY_EVENTS, record_activity)
+    pulls = LateEvents(recording.LATE_TYPES, key=recording.gathered_by,
+                       seconds=recording.LATE_SECONDS)  # pull times gathered, written later
+    runtime.recorder.add_trigger(recording.EVENT_TYPES, recording.record_activity, late=pulls)
     runtime.scheduler.add(retention_schedules)
 
 

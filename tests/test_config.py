@@ -462,3 +462,11 @@ def test_a_bad_registry_credential_is_refused_without_quoting_it(harbor_yml, mon
     refusal = refused(path)
     assert refusal.startswith(f"{path}: {message}")
     assert "SECRET" not in refusal
+
+
+def test_unmatched_events_are_not_stored_unless_asked_for(harbor_yml):
+    assert load_settings(None).record_unmatched_events is False
+    settings = load_settings(harbor_yml("sidecar:\n  record_unmatched_events: true\n"))
+    assert settings.record_unmatched_events is True
+    path = harbor_yml("sidecar:\n  record_unmatched_events: 1\n")
+    assert refused(path).startswith(f"{path}: sidecar.record_unmatched_events must be bool")

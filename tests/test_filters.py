@@ -232,7 +232,8 @@ def _record(url: str, events: list[ArtifactEvent], start_at: float = 0.0) -> int
     db = store_db.bind(url)
     while time.time() < start_at:
         time.sleep(0.001)
-    recorder = Recorder(Executor(), RecorderSettings())
+    # every event a row, delivered or not, to show which of them got the delivery
+    recorder = Recorder(Executor(), RecorderSettings(keep_unmatched=True))
     recorder.submit(events)
     recorder.stop()  # flushes synchronously
     db.close()

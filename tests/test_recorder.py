@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
+from peewee import OperationalError
 
 from sidecar.events.model import DELETE_ARTIFACT
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
+from sidecar.record.late import LateEvents
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.record.recorder import build_records
@@ -23,6 +25,7 @@ from sidecar.store.models import Event
 from sidecar.store.models import Job
 from sidecar.store.models import Policy
 from sidecar.store.models import Project
+from sidecar.store.models import Repository
 from sidecar.store.policies import ProjectPolicies
 from sidecar.store.policies import StoredPolicy
 
@@ -134,9 +137,11 @@ def wait_until(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_recorder_writes_events_and_deliveries_and_wakes_dispatch(store):
+@pytest.mark.parametrize(("keep_unmatched", "rows"), [(False, 1), (True, 3)])
+def test_recorder_writes_events_and_deliveries_and_wakes_dispatch(store, keep_unmatched, rows):
     woken: list[int] = []
-    recorder = Recorder(Executor(), RecorderSettings(hostname="h", batch_interval=0.01),
+    recorder = Recorder(Executor(), RecorderSettings(hostname="h", batch_interval=0.01,
+                                                     keep_unmatched=keep_unmatched),
                         on_recorded=woken.append)
     recorder.start()
     try:
@@ -144,7 +149,8 @@ def test_recorder_writes_events_and_deliveries_and_wakes_dispatch(store):
         wait_until(lambda: recorder.recorded == 3)
     finally:
         recorder.stop()
-    assert Event.select().count() == 3
+    # the pull and the project-less push get no delivery: rows only when asked for
+    assert Event.select().count() == rows
     assert Delivery.select().count() == 2  # the push, to both targets
     assert sum(woken) == 2
 
@@ -201,7 +207,7 @@ def test_submit_from_many_threads_loses_nothing(store):
 
 def test_triggers_queue_jobs_with_the_batch_and_a_broken_one_loses_no_event(store):
     triggered: list[int] = []
-    recorder = Recorder(Executor(), RecorderSettings(batch_interval=0.01))
+    recorder = Recorder(Executor(), RecorderSettings(batch_interval=0.01, keep_unmatched=True))
 
     def queue_a_job(batch) -> int:
         return sum(jobs.enqueue("demo", {"occur_at": e.occur_at}) is not None for e in batch
@@ -304,3 +310,150 @@ def test_a_steady_stream_shares_writes_and_a_lone_event_is_written_at_once(store
         recorder.stop()
     assert Event.select().count() == 101
     assert executor.writes <= 30, executor.writes  # one write per event without the window
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pull(repository: str = "proj/app", n: int = 0, at: int = 0) -> ArtifactEvent:
+    return ArtifactEvent(type=PULL_ARTIFACT, repository=repository, digest=f"sha256:{n:064x}",
+                         operator="alice", occur_at=1_700_000_000 + at)
+
+
+def late_pulls(clock=None) -> LateEvents:
+    return LateEvents({PULL_ARTIFACT}, key=lambda e: (e.repository, e.digest), seconds=10,
+                      clock=clock or time.monotonic)
+
+
+class TestLateEvents:
+    def test_keeps_the_latest_event_of_each_key_and_nothing_else(self):
+        late = late_pulls()
+        late.keep([pull(n=1, at=1), event(PUSH_ARTIFACT, n=1), pull(n=2, at=2), pull(n=1, at=3)])
+        assert [(e.digest[-1], e.occur_at % 10) for e in late.take()] == [("1", 3), ("2", 2)]
+        assert late.take() == [] and len(late) == 0
+
+    def test_due_once_the_oldest_has_waited(self):
+        clock = Clock()
+        late = late_pulls(clock)
+        assert not late.due()
+        late.keep([pull(n=1)])
+        clock.now += 6
+        late.keep([pull(n=2)])  # does not restart the wait
+        assert not late.due()
+        clock.now += 4
+        assert late.due()
+        late.take()
+        assert not late.due()
+
+    def test_given_back_events_never_replace_newer_ones(self):
+        late = late_pulls()
+        late.keep([pull(n=1, at=1), pull(n=2, at=1)])
+        taken = late.take()
+        late.keep([pull(n=1, at=5)])  # arrived while the write failed
+        late.give_back(taken)
+        assert sorted((e.digest[-1], e.occur_at % 10) for e in late.take()) == [
+            ("1", 5), ("2", 1)]
+
+
+class TestLateTrigger:
+    """A trigger that may see pulls late (retention's pull times)."""
+
+    def recorder(self, executor=None, **settings) -> tuple[Recorder, list, LateEvents]:
+        seen: list[list[tuple[str, int]]] = []
+        recorder = Recorder(executor or CountingExecutor(), RecorderSettings(**settings))
+        late = late_pulls()
+        recorder.add_trigger(
+            {PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT},
+            lambda batch: seen.append([(e.type, e.occur_at % 100) for e in batch]) or 0,
+            late=late)
+        return recorder, seen, late
+
+    def test_pulls_nobody_wants_open_no_transaction_until_something_is_written(self, store):
+        recorder, seen, late = self.recorder()
+        recorder.submit([pull(n=1, at=1), pull(n=1, at=2), pull(n=2, at=3)])
+        recorder._write_batch()
+        assert seen == [] and Event.select().count() == 0 and len(late) == 2
+        # a push is written at once, the pulls gathered so far in the same transaction, first
+        recorder.submit([event(PUSH_ARTIFACT, n=4)])
+        recorder._write_batch()
+        assert seen == [[(PULL_ARTIFACT, 2), (PULL_ARTIFACT, 3)], [(PUSH_ARTIFACT, 4)]]
+        assert len(late) == 0 and Event.select().count() == 1
+
+    def test_gathered_pulls_are_written_when_due_and_at_stop(self, store):
+        recorder, seen, late = self.recorder()
+        clock = Clock()
+        late._clock = clock
+        recorder.start()
+        try:
+            recorder.submit([pull(n=1, at=1)])
+            wait_until(lambda: len(late) == 1)
+            time.sleep(0.05)
+            assert seen == []
+            clock.now += 10  # due: the recorder's next look (at most a second) writes them
+            wait_until(lambda: seen == [[(PULL_ARTIFACT, 1)]], timeout=3)
+            recorder.submit([pull(n=2, at=2)])
+            wait_until(lambda: len(late) == 1)
+        finally:
+            recorder.stop()
+        assert seen == [[(PULL_ARTIFACT, 1)], [(PULL_ARTIFACT, 2)]] and len(late) == 0
+
+    def test_a_failed_write_keeps_the_gathered_pulls(self, store):
+        written: list[list[tuple[str, int]]] = []
+        failures = [OperationalError("database is locked")]
+
+        def start(batch):  # the push's part of the transaction fails once
+            if failures and any(e.type == PUSH_ARTIFACT for e in batch):
+                raise failures.pop()
+            written.append([(e.type, e.occur_at % 100) for e in batch])
+            return 0
+
+        recorder = Recorder(Executor(), RecorderSettings())
+        late = late_pulls()
+        recorder.add_trigger({PUSH_ARTIFACT, PULL_ARTIFACT}, start, late=late)
+        recorder.submit([pull(n=1, at=1)])
+        assert recorder._write_batch()  # gathered, no write
+        recorder.submit([event(PUSH_ARTIFACT, n=2)])
+        assert not recorder._write_batch()  # rolled back: the pull written with it is kept
+        assert recorder.backlog == 1 and len(late) == 1
+        assert Event.select().count() == 0
+        assert recorder._write_batch()
+        assert written == [[(PULL_ARTIFACT, 1)], [(PULL_ARTIFACT, 1)], [(PUSH_ARTIFACT, 2)]]
+        assert Event.select().count() == 1 and len(late) == 0
+
+    def test_a_job_recording_its_events_leaves_the_gathered_pulls_alone(self, store):
+        recorder, seen, late = self.recorder()
+        recorder.submit([pull(n=1, at=1)])
+        recorder._write_batch()
+        recorder.write_now([event(DELETE_ARTIFACT, n=3)])  # inside a job's own transaction
+        assert seen == [[(DELETE_ARTIFACT, 3)]] and len(late) == 1
+
+
+def test_a_repository_without_a_row_is_not_looked_up_with_every_batch(store, monkeypatch):
+    from sidecar.store import policies as policy_store
+
+    looked_up: list[list[str]] = []
+    lookup = policy_store.repository_created
+
+    def counting(names, pushed, now):
+        looked_up.append(sorted(set(names) | set(pushed)))
+        return lookup(names, pushed, now)
+
+    monkeypatch.setattr(policy_store, "repository_created", counting)
+    recorder = Recorder(Executor(), RecorderSettings())
+    for n in range(3):  # pulled only: pushed before the sidecar watched
+        recorder.submit([event(PULL_ARTIFACT, repository="proj/old", n=n)])
+        recorder.flush()
+    assert looked_up == [["proj/old"]]
+    recorder.submit([event(PUSH_ARTIFACT, repository="proj/old", n=5)])  # now it has a row
+    recorder.flush()
+    recorder.submit([event(PUSH_ARTIFACT, repository="proj/old", n=6)])
+    recorder.flush()
+    assert looked_up == [["proj/old"], ["proj/old"]]
+    created = Repository.get(Repository.name == "proj/old").created_at
+    assert [json.loads(e.payload_json)["event_data"]["repository"]["date_created"]
+            for e in Event.select()] == [created, created]

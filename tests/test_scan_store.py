@@ -225,7 +225,7 @@ def test_cli_references(text, parsed):
 
 def test_the_recorder_queues_scans_with_the_pushes_it_records(store):
     woken: list[int] = []
-    recorder = Recorder(Executor(), RecorderSettings())
+    recorder = Recorder(Executor(), RecorderSettings(keep_unmatched=True))
     recorder.add_trigger({PUSH_ARTIFACT}, auto_scans, started=woken.append)
     recorder.submit([push("proj/app"), push("quiet/app", "sha256:" + "f" * 64)])
     recorder.flush()
@@ -236,7 +236,7 @@ def test_a_broken_trigger_does_not_keep_events_from_being_recorded(store):
     def broken(batch):
         raise KeyError("a bug")
 
-    recorder = Recorder(Executor(), RecorderSettings())
+    recorder = Recorder(Executor(), RecorderSettings(keep_unmatched=True))
     recorder.add_trigger({PUSH_ARTIFACT}, broken)
     recorder.submit([push("proj/app")])
     recorder.flush()
@@ -245,7 +245,7 @@ def test_a_broken_trigger_does_not_keep_events_from_being_recorded(store):
 
 def test_batches_without_the_triggers_event_types_do_not_call_it(store):
     calls: list = []
-    recorder = Recorder(Executor(), RecorderSettings())
+    recorder = Recorder(Executor(), RecorderSettings(keep_unmatched=True))
     recorder.add_trigger({PUSH_ARTIFACT}, lambda batch: calls.append(batch) or 0)
     recorder.submit([push("proj/app", kind=PULL_ARTIFACT)])
     recorder.flush()

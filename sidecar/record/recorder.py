@@ -31,6 +31,7 @@ from sidecar.events.families import payload_for
 from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
+from sidecar.record.late import LateEvents
 from sidecar.store import dedup
 from sidecar.store import delivery_queue
 from sidecar.store import policies as policy_store
@@ -57,6 +58,9 @@ class RecorderSettings:
     batch_size: int = 500
     max_buffer: int = 100_000
     retry_interval: float = 1.0  # after a failed write: the database may be restarting
+    #: store events that get no delivery too (sidecar.record_unmatched_events); nothing in
+    #: the sidecar reads them, and on a busy registry they were a row per pull
+    keep_unmatched: bool = False
     #: most deliveries of one write claimed for this process's dispatcher (its free slots)
     handoff_limit: int = 100
 
@@ -111,19 +115,19 @@ def build_records(
     hostname: str,
     notifications_enabled: bool,
     admitted: set[str] | None = None,
+    keep_unmatched: bool = True,
 ) -> list[delivery_queue.NewEvent]:
     """Pure: events + the policies of their projects -> rows to insert.
 
     `admitted` holds the pull windows this batch won (store.dedup.admit): the first pull of
     each gets its delivery, a repeat in the same batch or a pull in someone else's window gets
-    none (the event itself is still recorded). None means no de-duplication.
+    none. None means no de-duplication. An event that gets no delivery is a row only with
+    `keep_unmatched` (`sidecar.record_unmatched_events`): nothing else reads it.
     """
     opened = set(admitted or ())
     out: list[delivery_queue.NewEvent] = []
     for event in events:
         project = projects.get(event.project) if event.project else None
-        payload = payload_for(event, hostname=hostname, public=bool(project and project.public),
-                              date_created=created.get(event.repository))
         deliveries: list[delivery_queue.NewDelivery] = []
         if project is not None and notifications_enabled:
             for policy in policies_for_event(event, project):
@@ -135,6 +139,10 @@ def build_records(
                 for target in policy.targets:
                     deliveries.append(
                         delivery_queue.NewDelivery(policy.id, policy.name, dict(target)))
+        if not deliveries and not keep_unmatched:
+            continue
+        payload = payload_for(event, hostname=hostname, public=bool(project and project.public),
+                              date_created=created.get(event.repository))
         out.append(
             delivery_queue.NewEvent(
                 type=event.type,
@@ -152,6 +160,18 @@ def build_records(
     return out
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What recording a batch reads before it writes: policies, first-seen times, the global
+    switch, the pull windows the batch wants, the time."""
+
+    projects: dict[str, policy_store.ProjectPolicies]
+    created: dict[str, int]
+    enabled: bool
+    windows: dict[str, tuple[float, int]]
+    now: int
+
+
 class Handoff(Protocol):
     """The dispatcher of this process, taking deliveries the recorder claimed for it."""
 
@@ -167,6 +187,13 @@ class Trigger:
     event_types: frozenset[str]
     start: Callable[[Sequence[Any]], int]
     started: Callable[[int], None]
+    #: events of these types reach `start` late, gathered (record.late); None: all at once
+    late: LateEvents | None = None
+
+    def now(self, batch: Sequence[Any]) -> list[Any]:
+        """The events of `batch` this trigger must see in the batch's own transaction."""
+        late = self.late.types if self.late is not None else frozenset()
+        return [e for e in batch if e.type in self.event_types and e.type not in late]
 
 
 class Recorder:
@@ -198,15 +225,18 @@ class Recorder:
         self._fingerprint: tuple | None = None
         self._projects: dict[str, policy_store.ProjectPolicies] = {}
         self._created: dict[str, int] = {}  # repository -> first seen (never changes)
+        self._not_created: dict[str, float] = {}  # repository -> when it had no row
         self._triggers: list[Trigger] = []
 
     def add_trigger(self, event_types: Iterable[str], start: Callable[[Sequence[Any]], int],
-                    started: Callable[[int], None] = lambda n: None) -> None:
-        """Start jobs from recorded events (scan on push): `start(batch)` runs inside the
-        transaction that records a batch holding one of `event_types`, and returns how many
-        jobs it queued; `started(n)` follows the commit (wake the job lane). Call before
-        `start()`."""
-        self._triggers.append(Trigger(frozenset(event_types), start, started))
+                    started: Callable[[int], None] = lambda n: None,
+                    late: LateEvents | None = None) -> None:
+        """Start jobs from recorded events (scan on push): `start(events)` runs inside the
+        transaction that records a batch holding some of `event_types`, with those events,
+        and returns how many jobs it queued; `started(n)` follows the commit (wake the job
+        lane). Events of `late.types` are gathered instead and handed to `start` in the next
+        transaction the recorder writes, or when `late` is due. Call before `start()`."""
+        self._triggers.append(Trigger(frozenset(event_types), start, started, late))
 
     def submit(self, events: Iterable[ArtifactEvent]) -> None:
         for event in events:
@@ -232,15 +262,19 @@ class Recorder:
         self.flush()
 
     def flush(self) -> None:
-        """Write everything buffered now; used at shutdown and by tests."""
+        """Write everything buffered now, late events included; at shutdown and in tests."""
         while self._buffer:
             if not self._write_batch():
-                break
+                return
+        if any(t.late is not None and len(t.late) for t in self._triggers):
+            self._write_batch()
 
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
+            if not self._buffer and any(t.late.due() for t in self._triggers if t.late):
+                self._write_batch()  # late events waited long enough: write them alone
             if self._buffer and self._settings.batch_interval:
                 time.sleep(self._settings.batch_interval)  # gather a batch
             # group commit: what arrived during one write is the next batch
@@ -259,11 +293,14 @@ class Recorder:
             self._buffer.popleft()
             for _ in range(min(self._settings.batch_size, len(self._buffer)))
         ]
-        handoff = self._handoff
+        for trigger in self._triggers:
+            if trigger.late is not None:
+                trigger.late.keep(batch)  # again after a failed write: the same keys
+        handoff = self._handoff if batch else None
         reserved = handoff.reserve(self._settings.handoff_limit) if handoff else 0
         claimed: list = []
         try:
-            created, started, claimed = self._executor.run(self._write, batch, reserved)
+            created, started, claimed = self._executor.run(self._write, batch, reserved, True)
         except Exception:
             log.exception("recording %d events failed; will retry", len(batch))
             self._buffer.extendleft(reversed(batch))
@@ -284,19 +321,31 @@ class Recorder:
         the deliveries made. The caller wakes the dispatcher once its transaction commits."""
         return self._write(batch)[0]
 
-    def _write(self, batch: Sequence[Any], claim: int = 0,
+    def _write(self, batch: Sequence[Any], claim: int = 0, with_late: bool = False,
                ) -> tuple[int, list[tuple[Trigger, int]], list]:
         """Deliveries made, the jobs each trigger queued, and up to `claim` of the deliveries
-        claimed for the handoff, in one transaction. A batch no trigger reacts to (every
-        pull) costs what it did without triggers."""
-        types = {event.type for event in batch}
-        wanted = [t for t in self._triggers if t.event_types & types]
-        if not wanted:
-            created, claimed = self._record(batch, claim)
-            return created, [], claimed
-        with database.atomic():
-            created, claimed = self._record(batch, claim)
-            started = [(t, self._start_jobs(t, batch)) for t in wanted]
+        claimed for the handoff, in one transaction, which also writes the late events
+        gathered so far (`with_late`: the recorder's own writes, not a job's). A batch that
+        makes no row and that no trigger must see at once (pulls no policy wants) opens no
+        transaction at all."""
+        wanted = [(t, events) for t in self._triggers if (events := t.now(batch))]
+        plan = self._plan(batch)
+        rows = None if plan.windows else self._rows(batch, plan)
+        lates = [t for t in self._triggers if with_late and t.late is not None and len(t.late)
+                 and (rows or wanted or plan.windows or t.late.due() or not batch)]
+        if not rows and not wanted and not lates and not plan.windows:
+            return 0, [], []
+        taken = [(t, t.late.take()) for t in lates]
+        try:
+            with database.atomic():
+                for trigger, events in taken:  # older than the batch: first
+                    self._start_jobs(trigger, events)
+                created, claimed = self._record(batch, plan, rows, claim)
+                started = [(t, self._start_jobs(t, events)) for t, events in wanted]
+        except BaseException:
+            for trigger, events in taken:
+                trigger.late.give_back(events)
+            raise
         return created, [(t, n) for t, n in started if n], claimed
 
     @staticmethod
@@ -313,24 +362,32 @@ class Recorder:
                           "without them", len(batch))
             return 0
 
-    def _record(self, batch: Sequence[Any], claim: int = 0) -> tuple[int, list]:
+    def _plan(self, batch: Sequence[Any]) -> _Plan:
+        if not batch:
+            return _Plan({}, {}, False, {}, 0)
         projects = self._policy_index()
         now = int(time.time())
         created = self._repositories_created(batch, now)
         enabled = self._enabled()
-        windows = pull_windows(batch, projects, enabled)
+        return _Plan(projects, created, enabled, pull_windows(batch, projects, enabled), now)
+
+    def _rows(self, batch: Sequence[Any], plan: _Plan, admitted: set[str] | None = None,
+              ) -> list[delivery_queue.NewEvent]:
+        return build_records(batch, plan.projects, plan.created, self._settings.hostname,
+                             plan.enabled, admitted=admitted,
+                             keep_unmatched=self._settings.keep_unmatched)
+
+    def _record(self, batch: Sequence[Any], plan: _Plan, rows: list | None, claim: int,
+                ) -> tuple[int, list]:
         lease = self._handoff.lease if self._handoff is not None else 0.0
-        if not windows:
-            rows = build_records(batch, projects, created, self._settings.hostname, enabled)
-            return delivery_queue.record_and_claim(rows, self._settings.max_attempts, claim,
-                                                   lease)
-        self._forget_old_windows(now)
+        if not plan.windows:
+            return delivery_queue.record_and_claim(rows or [], self._settings.max_attempts,
+                                                   claim, lease)
+        self._forget_old_windows(plan.now)
         # The windows' claim comes first in the transaction that records the deliveries: it
         # is the first write (SQLite takes its lock there), and a failed batch gives it back.
         with database.atomic():
-            admitted = dedup.admit(windows)
-            rows = build_records(batch, projects, created, self._settings.hostname, enabled,
-                                 admitted=admitted)
+            rows = self._rows(batch, plan, dedup.admit(plan.windows))
             return delivery_queue.record_and_claim(rows, self._settings.max_attempts, claim,
                                                    lease)
 
@@ -348,16 +405,27 @@ class Recorder:
         return self._projects
 
     def _repositories_created(self, batch: Sequence[Any], now: int) -> dict[str, int]:
-        """First-seen times of the batch's repositories; known ones come from memory."""
-        known = self._created
-        names = [e.repository for e in batch if e.repository and e.repository not in known]
-        if names:
-            pushed = [e.repository for e in batch
-                      if e.type == PUSH_ARTIFACT and e.repository not in known]
+        """First-seen times of the batch's repositories; known ones come from memory.
+
+        A repository with no row (pushed before the sidecar watched, only pulled since) is
+        looked up again after a minute, not with every batch of its pulls; a push through
+        this worker records it at once."""
+        known, unknown = self._created, self._not_created
+        clock = time.monotonic()
+        names = [e.repository for e in batch if e.repository and e.repository not in known
+                 and clock - unknown.get(e.repository, -60.0) >= 60.0]
+        pushed = [e.repository for e in batch
+                  if e.type == PUSH_ARTIFACT and e.repository not in known]
+        if names or pushed:
             found = policy_store.repository_created(names, pushed, now)
             if len(known) > 100_000:
                 known.clear()
+            if len(unknown) > 100_000:
+                unknown.clear()
             known.update(found)
+            for name in found:
+                unknown.pop(name, None)
+            unknown.update((name, clock) for name in names if name not in found)
         return known
 
     def _forget_old_windows(self, now: float) -> None:

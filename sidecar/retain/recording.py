@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.events.model import ARTIFACT_EVENTS
+from sidecar.events.model import PULL_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
 from sidecar.events.model import ArtifactEvent
 from sidecar.retain.activity import Activity
@@ -22,6 +23,16 @@ from sidecar.store import tag_retention as store
 
 #: the event types the trigger reacts to
 EVENT_TYPES = ARTIFACT_EVENTS
+#: the types the trigger may see late (record.late), gathered per `gathered_by`: only an
+#: artifact's last pull time is kept, so the pulls between two writes need no row of their own
+LATE_TYPES = frozenset({PULL_ARTIFACT})
+#: how long pull times may wait in memory (Harbor's ARTIFACT_PULL_ASYNC_FLUSH_DURATION)
+LATE_SECONDS = 10.0
+
+
+def gathered_by(event: ArtifactEvent) -> tuple[str, str]:
+    """The artifact a pull's time belongs to."""
+    return event.repository, event.digest
 
 
 def record_activity(events: Sequence[Any]) -> int:

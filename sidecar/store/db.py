@@ -183,14 +183,15 @@ def serialized(name: str) -> None:
 def bind(url: str) -> Database:
     """Point the models at `url` and migrate; idempotent and safe to race from many workers."""
     db = open_database(url)
-    db._lock = _native_lock()
+    db._lock = native_lock()
     database.initialize(db)
     migrate(db)
     return db
 
 
-def _native_lock():
-    """A real OS lock for peewee's connect/close.
+def native_lock():
+    """A real OS lock, for what the worker's greenlets and the database threads both take:
+    peewee's connect/close, the recorder's late events.
 
     peewee makes `threading.Lock()` when the database is built, after gevent patched the
     worker: a gevent lock. The executor's OS threads all take it on every call, and a gevent

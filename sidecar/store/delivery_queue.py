@@ -96,6 +96,9 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
     claim query and no poll. Should the worker die before sending them, their lease runs
     out and another worker sends them, as for any claim.
     """
+    events = list(events)
+    if not events:
+        return 0, []
     now = clock.now() if now is None else now
     token = uuid.uuid4().hex if claim_limit > 0 else None
     plain: list[dict[str, Any]] = []

@@ -31,7 +31,9 @@ class Sidecar:
     def __init__(self, workdir: Path, upstream: str, rules: dict | str | None = None,
                  config: dict | None = None, env: dict[str, str] | None = None,
                  workers: int = 1, database: str | None = None, port: int | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, record_unmatched: bool = True):
+        """`record_unmatched`: store every event, policy or not (sidecar.record_unmatched_events),
+        so tests read what was inferred from the store (tests/support/recorded.py)."""
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,6 +53,8 @@ class Sidecar:
             "sidecar": {"delivery": {"backoff_seconds": 0.2, "backoff_max_seconds": 1.0},
                         "rules_poll_seconds": 0.2},
         }
+        if record_unmatched:
+            base["sidecar"]["record_unmatched_events"] = True
         for key, value in (config or {}).items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 base[key] = {**base[key], **value}

@@ -1,0 +1,54 @@
+"""What a sidecar with the default settings keeps: events a policy wants, with their deliveries,
+and every artifact's pull time for tag retention; not a row for every pull nobody asked for.
+
+The other end-to-end tests turn `sidecar.record_unmatched_events` on to read what was inferred
+from the store; this one runs `sidecar serve` as harbor.yml.example leaves it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+
+from tests.support import clients
+
+pytestmark = pytest.mark.e2e
+
+
+def _rules(project: str, address: str) -> dict:
+    return {"projects": [
+        {"name": project, "webhooks": [{
+            "name": "pulls", "event_types": ["PULL_ARTIFACT"],
+            "targets": [{"type": "http", "address": address}]}]},
+        {"name": f"quiet-{project}"},
+    ]}
+
+
+def _rows(sidecar, sql: str) -> list[tuple]:
+    path = sidecar.database.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_only_wanted_events_are_rows_and_every_pull_time_is_kept(
+        sidecar_factory, receiver, image, tmp_path):
+    project = f"p{uuid.uuid4().hex[:8]}"
+    watched, quiet = f"{project}/app", f"quiet-{project}/app"
+    sidecar = sidecar_factory(_rules(project, receiver.url), record_unmatched=False)
+    layout, digest = image("v1", layers=1)
+    for repository in (watched, quiet):
+        clients.push(layout, "v1", f"{sidecar.netloc}/{repository}:v1")
+    clients.pull(f"{sidecar.netloc}/{watched}:v1", tmp_path / "watched")
+    [hook] = receiver.wait_for(1)
+    clients.pull(f"{sidecar.netloc}/{quiet}:v1", tmp_path / "quiet")  # only gathered
+    resource = hook.json()["event_data"]["resources"][0]
+    assert (hook.json()["type"], resource["digest"]) == ("PULL_ARTIFACT", digest)
+    assert hook.json()["event_data"]["repository"]["repo_full_name"] == watched
+
+    sidecar.stop()  # a graceful stop writes the pull times still gathered in memory
+    assert _rows(sidecar, "SELECT type, repository FROM event") == [("PULL_ARTIFACT", watched)]
+    pulled = dict(_rows(sidecar, "SELECT repository, pulled_at FROM artifact_activity "
+                                 f"WHERE digest = '{digest}'"))
+    assert set(pulled) == {watched, quiet} and all(pulled.values()), pulled
