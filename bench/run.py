@@ -37,6 +37,7 @@ from bench.memory import bench_rss  # noqa: E402
 from bench.memory import print_rss  # noqa: E402
 from bench.services import CountingReceiver  # noqa: E402
 from bench.services import Nginx  # noqa: E402
+from bench.services import NginxReceiver  # noqa: E402
 from bench.services import entry_point  # noqa: E402
 from bench.services import pull_rules  # noqa: E402
 from bench.services import sidecar_pids  # noqa: E402
@@ -68,6 +69,7 @@ class Target:
     bad: int = 0
     drain: list[float] = field(default_factory=list)
     cpu_total: list[float] = field(default_factory=list)
+    receiver_cpu: list[float] = field(default_factory=list)  # us per webhook received
     blob_seconds: list[float] = field(default_factory=list)
 
 
@@ -98,7 +100,8 @@ def idle_cpu_ms_per_s(pids: list[int], seconds: float = 5.0) -> float:
 
 
 def bench_manifest(targets: list[Target], registry_pids: list[int], rounds: int,
-                   duration: str, path: str = f"/v2/{SMALL}/manifests/v1") -> None:
+                   duration: str, path: str = f"/v2/{SMALL}/manifests/v1",
+                   receiver: CountingReceiver | NginxReceiver | None = None) -> None:
     for target in targets:  # warm pools and caches
         wrk(target.url + path, "1s")
         if target.sidecar is not None:
@@ -111,6 +114,8 @@ def bench_manifest(targets: list[Target], registry_pids: list[int], rounds: int,
         for target in order:
             watch = {"self": target.pids, "registry": registry_pids}
             before = cpu_seconds(target.pids)
+            hooks = receiver.count() if receiver is not None else 0
+            receiver_before = cpu_seconds(receiver.pids()) if receiver is not None else 0.0
             result = wrk(target.url + path, duration, watch=watch)
             results[target.name] = result
             target.rps.append(result.rps)
@@ -122,6 +127,9 @@ def bench_manifest(targets: list[Target], registry_pids: list[int], rounds: int,
                 # with the deliveries the run queued, sent after it
                 target.cpu_total.append((cpu_seconds(target.pids) - before) * 1e6
                                         / max(result.requests, 1))
+                if receiver is not None and (hooks := receiver.count() - hooks) > 0:
+                    target.receiver_cpu.append(
+                        (cpu_seconds(receiver.pids()) - receiver_before) * 1e6 / hooks)
             log(f"  round {round_no + 1} {target.name:<32} {result.rps:8.0f} req/s "
                 f"latency {result.latency}")
         for target in targets:
@@ -212,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="sidecar worker counts to try")
     parser.add_argument("--no-pull-policy", action="store_true",
                         help="skip the variants whose rules send every pull to a receiver")
+    parser.add_argument("--receiver", choices=("nginx", "python"), default="nginx",
+                        help="what answers the PULL policy's webhooks (it shares the cores: "
+                        "nginx costs least; python is bench/receiver.py)")
     parser.add_argument("--baseline", metavar="REV", action="append", default=[],
                         help="also run a 1-worker sidecar from git revision REV (before/after)")
     parser.add_argument("--variant", metavar="NAME:VAR=VALUE[;VAR=VALUE]", action="append",
@@ -278,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_targets(args: argparse.Namespace, parts: set[str], workdir: Path, registry: Registry,
-                  started: list) -> tuple[list[Target], list[Target], CountingReceiver | None]:
+                  started: list) -> tuple[list[Target], list[Target],
+                                                   CountingReceiver | NginxReceiver | None]:
     """nginx and the sidecar variants; returns (blob targets, wrk targets, pull receiver)."""
     layout = workdir / "small-image"
     make_image(layout, tag="v1", layers=1, layer_size=16 * 1024)
@@ -289,7 +301,8 @@ def start_targets(args: argparse.Namespace, parts: set[str], workdir: Path, regi
     wrk_targets = list(targets)
     receiver = None
     if "wrk" in parts and not args.no_pull_policy:
-        receiver = CountingReceiver().start()
+        receiver = (NginxReceiver(workdir / "receiver") if args.receiver == "nginx"
+                    else CountingReceiver()).start()
         started.append(receiver)
 
     def add(name: str, workers: int, rules=None, env=None, blob: bool = True,
@@ -320,12 +333,16 @@ def start_targets(args: argparse.Namespace, parts: set[str], workdir: Path, regi
 
 
 def run_wrk(args: argparse.Namespace, wrk_targets: list[Target], registry_pids: list[int],
-            receiver: CountingReceiver | None) -> None:
+            receiver: CountingReceiver | NginxReceiver | None) -> None:
     log("manifest GET throughput")
-    bench_manifest(wrk_targets, registry_pids, args.rounds, args.duration)
+    bench_manifest(wrk_targets, registry_pids, args.rounds, args.duration, receiver=receiver)
     print_manifest(wrk_targets, args.rounds, args.duration)
     if receiver is not None:
         print(f"webhooks received for pulls: {receiver.count()}")
+        for target in wrk_targets:
+            if target.receiver_cpu:
+                print(f"receiver CPU per webhook, {target.name}: "
+                      f"{statistics.median(target.receiver_cpu):.0f} us ({receiver.kind})")
     if args.diagnose:
         log("tags/list throughput (no event)")
         plain = [Target(t.name, t.url, t.pids, t.sidecar) for t in wrk_targets

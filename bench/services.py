@@ -65,10 +65,15 @@ class Nginx:
 class CountingReceiver:
     """bench/receiver.py in its own process."""
 
+    kind = "python http.server"
+
     def __init__(self):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.process: subprocess.Popen | None = None
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid) if self.process else []
 
     def start(self) -> CountingReceiver:
         self.process = subprocess.Popen([sys.executable, str(HERE / "receiver.py"),
@@ -84,6 +89,75 @@ class CountingReceiver:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class NginxReceiver:
+    """nginx answering every webhook 200, counted from its access log.
+
+    The receiver shares the machine's two cores with the registry, wrk and the sidecar; a
+    Python receiver costs several times what nginx does per webhook, which the benchmark would
+    otherwise charge to the sidecar's throughput. Receivers run elsewhere in production.
+    """
+
+    kind = "nginx"
+
+    def __init__(self, workdir: Path):
+        self.prefix = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> NginxReceiver:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(_RECEIVER_CONF.replace("@PREFIX@", str(self.prefix))
+                        .replace("@LISTEN@", str(self.port)))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        args = [binary, "-e", str(self.prefix / "error.log"), "-p", str(self.prefix),
+                "-c", str(conf)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_http(f"http://127.0.0.1:{self.port}/count", ok=(200,))
+        return self
+
+    def count(self) -> int:
+        with open(self.prefix / "hooks.log", "rb") as log:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 20), b""))
+
+    def pids(self) -> list[int]:
+        return process_tree(self.process.pid) if self.process else []
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+_RECEIVER_CONF = """
+daemon off;
+worker_processes 1;
+pid @PREFIX@/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path @PREFIX@/client_body;
+    proxy_temp_path @PREFIX@/proxy;
+    fastcgi_temp_path @PREFIX@/fastcgi;
+    uwsgi_temp_path @PREFIX@/uwsgi;
+    scgi_temp_path @PREFIX@/scgi;
+    log_format hook "1";
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:@LISTEN@;
+        location = /hook { access_log @PREFIX@/hooks.log hook; return 200; }
+        location = /count { return 200; }
+    }
+}
+"""
 
 
 def pull_rules(address: str, project: str = "bench") -> dict:
