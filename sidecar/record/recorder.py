@@ -35,6 +35,7 @@ from sidecar.record.late import LateEvents
 from sidecar.store import dedup
 from sidecar.store import delivery_queue
 from sidecar.store import policies as policy_store
+from sidecar.store import policy_version
 from sidecar.store.executor import Executor
 from sidecar.store.models import database
 
@@ -223,6 +224,7 @@ class Recorder:
         self.recorded = 0
         self._windows_swept = 0.0
         self._fingerprint: tuple | None = None
+        self._version: int | None = None  # store.policy_version when the index was read
         self._projects: dict[str, policy_store.ProjectPolicies] = {}
         self._created: dict[str, int] = {}  # repository -> first seen (never changes)
         self._not_created: dict[str, float] = {}  # repository -> when it had no row
@@ -393,7 +395,11 @@ class Recorder:
 
     def _policy_index(self) -> dict[str, policy_store.ProjectPolicies]:
         """Every project's policies, read again only when the policy tables changed."""
+        version = policy_version.current()  # first: a change after it moves it again
+        if version == self._version and version >= 0:
+            return self._projects
         fingerprint = policy_store.policies_fingerprint()
+        self._version = version
         if fingerprint != self._fingerprint:
             changed = (None if self._fingerprint is None
                        else policy_store.changed_projects(self._fingerprint, fingerprint))

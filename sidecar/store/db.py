@@ -31,6 +31,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
 from sidecar.redact import database_url as redacted_url
+from sidecar.store import policy_version
 from sidecar.store.guard_models import migrate_guard
 from sidecar.store.health_models import migrate_health
 from sidecar.store.models import MODELS
@@ -67,6 +68,7 @@ MIGRATIONS: tuple = (
     lambda db: migrate_guard(db),  # failed logins (issue 14)
     lambda db: migrate_health(db),  # Slack's pace shared by workers (issue 14)
     lambda db: migrate_tag_retention(db),  # tag retention: activity, policies, executions
+    lambda db: policy_version.install(db),  # a counter the recorder reads with every batch
 )
 
 
