@@ -457,3 +457,26 @@ def test_a_repository_without_a_row_is_not_looked_up_with_every_batch(store, mon
     created = Repository.get(Repository.name == "proj/old").created_at
     assert [json.loads(e.payload_json)["event_data"]["repository"]["date_created"]
             for e in Event.select()] == [created, created]
+
+
+def test_events_nobody_wants_are_checked_in_few_batches_and_a_wanted_one_at_once(store):
+    executor = CountingExecutor()
+    recorder = Recorder(executor, RecorderSettings(quiet_window=0.4))
+    recorder.submit([event(PULL_ARTIFACT, n=0)])
+    recorder.flush()  # the policy index is read: proj's policy wants pushes only
+    recorder.start()
+    try:
+        writes = executor.writes
+        for n in range(1, 61):  # pulls nobody subscribed to, 1 per ms
+            recorder.submit([event(PULL_ARTIFACT, n=n)])
+            time.sleep(0.001)
+        started = time.monotonic()
+        recorder.submit([event(PUSH_ARTIFACT, n=100)])  # a policy wants it: no waiting
+        wait_until(lambda: Delivery.select().count() == 2, timeout=5)
+        assert time.monotonic() - started < 0.3
+        wait_until(lambda: recorder.recorded == 62)
+    finally:
+        recorder.stop()
+    # the pushes' write carried the pulls before it; with a write per 5 ms it took about 15
+    assert executor.writes - writes <= 3, executor.writes - writes
+    assert Event.select().count() == 1
