@@ -22,32 +22,26 @@ from tests.support.sidecar import Sidecar
 HERE = Path(__file__).resolve().parent
 
 
-class Nginx:
-    """nginx with its own prefix, proxying to the registry with the docs' recipe settings."""
+class _NginxProcess:
+    """An nginx of the benchmark's own: its prefix, its config, stopped with SIGQUIT."""
 
-    def __init__(self, workdir: Path, upstream_port: int):
+    def __init__(self, workdir: Path):
         self.prefix = workdir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.upstream_port = upstream_port
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> Nginx:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    def launch(self, config: str, ready_url: str, check: bool = False) -> None:
         self.prefix.mkdir(parents=True, exist_ok=True)
-        text = (HERE / "nginx.conf.template").read_text()
-        for key, value in (("@LISTEN@", self.port), ("@UPSTREAM@", self.upstream_port),
-                           ("@PREFIX@", self.prefix)):
-            text = text.replace(key, str(value))
         conf = self.prefix / "nginx.conf"
-        conf.write_text(text)
+        conf.write_text(config)
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
         args = [binary, "-e", str(self.prefix / "error.log"), "-p", str(self.prefix),
                 "-c", str(conf)]
-        subprocess.run([*args, "-t", "-q"], check=True)
+        if check:
+            subprocess.run([*args, "-t", "-q"], check=True)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_http(f"{self.url}/v2/")
-        return self
+        wait_http(ready_url)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -60,6 +54,23 @@ class Nginx:
 
     def pids(self) -> list[int]:
         return process_tree(self.process.pid) if self.process else []
+
+
+class Nginx(_NginxProcess):
+    """nginx with its own prefix, proxying to the registry with the docs' recipe settings."""
+
+    def __init__(self, workdir: Path, upstream_port: int):
+        super().__init__(workdir)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.upstream_port = upstream_port
+
+    def start(self) -> Nginx:
+        text = (HERE / "nginx.conf.template").read_text()
+        for key, value in (("@LISTEN@", self.port), ("@UPSTREAM@", self.upstream_port),
+                           ("@PREFIX@", self.prefix)):
+            text = text.replace(key, str(value))
+        self.launch(text, f"{self.url}/v2/", check=True)
+        return self
 
 
 class CountingReceiver:
@@ -91,7 +102,7 @@ class CountingReceiver:
             self.process.wait()
 
 
-class NginxReceiver:
+class NginxReceiver(_NginxProcess):
     """nginx answering every webhook 200, counted from its access log.
 
     The receiver shares the machine's two cores with the registry, wrk and the sidecar; a
@@ -102,39 +113,18 @@ class NginxReceiver:
     kind = "nginx"
 
     def __init__(self, workdir: Path):
-        self.prefix = workdir
-        self.port = free_port()
+        super().__init__(workdir)
         self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> NginxReceiver:
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        conf = self.prefix / "nginx.conf"
-        conf.write_text(_RECEIVER_CONF.replace("@PREFIX@", str(self.prefix))
-                        .replace("@LISTEN@", str(self.port)))
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        args = [binary, "-e", str(self.prefix / "error.log"), "-p", str(self.prefix),
-                "-c", str(conf)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_http(f"http://127.0.0.1:{self.port}/count", ok=(200,))
+        self.launch(_RECEIVER_CONF.replace("@PREFIX@", str(self.prefix))
+                    .replace("@LISTEN@", str(self.port)),
+                    f"http://127.0.0.1:{self.port}/count")
         return self
 
     def count(self) -> int:
         with open(self.prefix / "hooks.log", "rb") as log:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 20), b""))
-
-    def pids(self) -> list[int]:
-        return process_tree(self.process.pid) if self.process else []
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 _RECEIVER_CONF = """
