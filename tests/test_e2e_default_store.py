@@ -11,6 +11,7 @@ import sqlite3
 import uuid
 
 import pytest
+import requests
 
 from tests.support import clients
 
@@ -52,3 +53,31 @@ def test_only_wanted_events_are_rows_and_every_pull_time_is_kept(
     pulled = dict(_rows(sidecar, "SELECT repository, pulled_at FROM artifact_activity "
                                  f"WHERE digest = '{digest}'"))
     assert set(pulled) == {watched, quiet} and all(pulled.values()), pulled
+
+
+def test_a_pull_policy_made_through_the_api_gets_the_very_next_pull(
+        sidecar_factory, receiver, image, tmp_path):
+    """The workers read their policy index before the policy exists: pulls nobody wanted
+    wait (up to 50 ms) to be checked in a batch, and the check sees the new policy."""
+    project = f"p{uuid.uuid4().hex[:8]}"
+    repository = f"{project}/app"
+    sidecar = sidecar_factory({"projects": [{"name": project}]}, workers=2,
+                              record_unmatched=False)
+    layout, digest = image("v1", layers=1)
+    clients.push(layout, "v1", f"{sidecar.netloc}/{repository}:v1")
+    manifest = f"{sidecar.url}/v2/{repository}/manifests/v1"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    for _ in range(20):  # both workers: index read, nothing subscribed to pulls
+        assert requests.get(manifest, headers=accept, timeout=10).status_code == 200
+
+    created = requests.post(
+        f"{sidecar.url}/api/v2.0/projects/{project}/webhook/policies", timeout=10,
+        auth=("admin", sidecar.admin_password), json={
+            "name": "pulls", "enabled": True, "event_types": ["PULL_ARTIFACT"],
+            "targets": [{"type": "http", "address": receiver.url}]})
+    assert created.status_code == 201, created.text
+    assert requests.get(manifest, headers=accept, timeout=10).status_code == 200
+
+    [hook] = receiver.wait_for(1)
+    assert hook.json()["type"] == "PULL_ARTIFACT"
+    assert hook.json()["event_data"]["resources"][0]["digest"] == digest
