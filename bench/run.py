@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what answers the PULL policy's webhooks (it shares the cores: "
                         "nginx costs least; python is bench/receiver.py)")
     parser.add_argument("--baseline", metavar="REV", action="append", default=[],
-                        help="also run a 1-worker sidecar from git revision REV (before/after)")
+                        help="also run a sidecar from git revision REV (before/after), with "
+                        "--baseline-workers workers")
+    parser.add_argument("--baseline-workers", type=int, default=1)
     parser.add_argument("--variant", metavar="NAME:VAR=VALUE[;VAR=VALUE]", action="append",
                         default=[], help="also run a 1-worker sidecar with this environment, "
                         "e.g. 'py-parser:GUNICORN_CMD_ARGS=--http-parser python'")
@@ -322,10 +324,13 @@ def start_targets(args: argparse.Namespace, parts: set[str], workdir: Path, regi
                 blob=False)
     for revision in args.baseline:
         src, entry = baseline_source(workdir, revision)
-        add(f"sidecar 1w @{revision}", 1, env={"PYTHONPATH": str(src)}, entry=entry)
+        workers = args.baseline_workers
+        add(f"sidecar {workers}w @{revision}", workers, env={"PYTHONPATH": str(src)},
+            entry=entry)
         if receiver is not None:  # before/after of the delivery path too
-            add(f"sidecar 1w @{revision} +PULL policy", 1, rules=pull_rules(receiver.url),
-                env={"PYTHONPATH": str(src)}, entry=entry, blob=False)
+            add(f"sidecar {workers}w @{revision} +PULL policy", workers,
+                rules=pull_rules(receiver.url), env={"PYTHONPATH": str(src)}, entry=entry,
+                blob=False)
     for text in args.variant:
         name, env = parse_variant(text)
         add(f"sidecar 1w {name}", 1, env=env)
