@@ -11,18 +11,10 @@ from __future__ import annotations
 import select
 import socket
 
+from sidecar.native import original
 
-def _original_poll():
-    # gevent's monkey-patching removes select.poll; a zero-timeout poll never blocks anyway
-    try:
-        from gevent.monkey import get_original
-
-        return get_original("select", "poll")
-    except (ImportError, AttributeError):
-        return select.poll
-
-
-_poll = _original_poll()
+# gevent's monkey-patching removes select.poll; a zero-timeout poll never blocks anyway
+_poll = original("select", "poll")
 
 
 def dropped(sock: socket.socket) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import Settings
+from sidecar.native import original
 
 log = logging.getLogger("sidecar.app")
 
@@ -203,7 +204,11 @@ def sync_rules_apart(database: str, path: str, timeout: float = CLAIM_SECONDS) -
     """
     from sidecar.rules.load import RulesError
 
-    spawn, waitpid = _unpatched("posix_spawn"), _unpatched("waitpid")
+    # The OS's spawn, fork, waitpid and select, also in a gevent worker: gevent's watches its
+    # child with a libev SIGCHLD watcher that never fired before the server's loop ran (its
+    # waitpid then waited for ever). A worker waits for its child on a thread of its own,
+    # where blocking is what it wants; the master has no gevent at all.
+    spawn, waitpid = original("os", "posix_spawn"), original("os", "waitpid")
     child_in, to_child = os.pipe()
     from_child, child_out = os.pipe()
     try:
@@ -243,7 +248,7 @@ _CHILD = "from sidecar.preload import sync_child; sync_child()"
 
 def _read_until(fd: int, deadline: float) -> bytes:
     """Everything from `fd` until it closes; TimeoutError at `deadline`."""
-    select = _unpatched("select", "select")
+    select = original("select", "select")
     chunks = []
     while True:
         left = deadline - time.monotonic()
@@ -288,7 +293,7 @@ def prepare_apart(prepare: Callable[[Settings], Any], settings: Settings) -> Any
     the workers' own copies (bench/memory.py). An exception in the child comes back as the
     message to stop with.
     """
-    fork, waitpid = _unpatched("fork"), _unpatched("waitpid")
+    fork, waitpid = original("os", "fork"), original("os", "waitpid")  # as in sync_rules_apart
     read, write = os.pipe()
     pid = fork()
     if pid == 0:  # the child: do it, hand the result over, leave without the parent's atexit
@@ -312,18 +317,3 @@ def prepare_apart(prepare: Callable[[Settings], Any], settings: Settings) -> Any
     if not data:
         return f"sidecar: preparing the store failed (child exit status {status})"
     return pickle.loads(data)  # noqa: S301 - our own child's bytes
-
-
-def _unpatched(name: str, module: str = "os") -> Callable:
-    """`os.fork` / `os.waitpid` (or `select.select`) as the OS has them, also after gevent
-    patched them.
-
-    gevent's fork watches the child with a libev SIGCHLD watcher that never fired here before
-    the server's loop runs (its waitpid then waited for ever). The child needs no gevent: it
-    makes blocking database calls and exits, and the master has no hub yet to share with it.
-    A worker waits for its child on a thread of its own, where blocking is what it wants.
-    """
-    monkey = sys.modules.get("gevent.monkey")  # the master never imports gevent: no patch
-    if monkey is None:
-        return getattr(__import__(module), name)
-    return monkey.get_original(module, name)

@@ -24,7 +24,7 @@ ALLOWED = {
     "dispatch.formats": {"events"},
     "dispatch": {"events", "rules", "store", "jobs", "neterrors", "dispatch.formats", "lazy",
                  "keepalive"},
-    "store": {"rules", "events", "redact"},
+    "store": {"rules", "events", "redact", "native"},
     "record": {"events", "rules", "store"},
     "jobs": {"store", "rules"},  # rules.cron: Harbor's schedules
     "registry": {"neterrors", "lazy"},
@@ -34,7 +34,8 @@ ALLOWED = {
     "clientaddr": set(),  # the gunicorn worker hands proxied requests to the proxy
     "neterrors": set(),  # a leaf module: transport-error reasons for proxy and dispatch
     "lazy": set(),  # a leaf: libraries imported on first use (a worker's memory, issue 13)
-    "keepalive": set(),  # a leaf: whether an idle kept-alive connection is still usable
+    "keepalive": {"native"},  # whether an idle kept-alive connection is still usable
+    "native": set(),  # a leaf: the standard library's objects as they were before gevent
     "scan": {"events", "rules", "store", "jobs", "registry", "lazy"},
     "retain": {"events", "rules", "store", "jobs", "registry"},
     "replicate": {"events", "rules", "store", "jobs", "registry", "lazy"},
@@ -65,7 +66,7 @@ ALLOWED = {
             "store"},
     "serve": {"config", "app"},
     # the master's rules preload: only what it needs, so the master stays small
-    "preload": {"config", "rules", "store"},
+    "preload": {"config", "rules", "store", "native"},
     "main": {"cli"},
 }
 #: No I/O library imported here: rendering and rule checking are testable without a network

@@ -201,10 +201,13 @@ class Trigger:
     #: events of these types reach `start` late, gathered (record.late); None: all at once
     late: LateEvents | None = None
 
+    def at_once(self, kind: str) -> bool:
+        """Whether events of this type must reach `start` in their batch's transaction."""
+        return kind in self.event_types and (self.late is None or kind not in self.late.types)
+
     def now(self, batch: Sequence[Any]) -> list[Any]:
         """The events of `batch` this trigger must see in the batch's own transaction."""
-        late = self.late.types if self.late is not None else frozenset()
-        return [e for e in batch if e.type in self.event_types and e.type not in late]
+        return [e for e in batch if self.at_once(e.type)]
 
 
 class Recorder:
@@ -277,10 +280,8 @@ class Recorder:
         if self._settings.keep_unmatched:
             return True
         kind = event.type
-        for trigger in self._triggers:
-            if kind in trigger.event_types and (trigger.late is None
-                                                 or kind not in trigger.late.types):
-                return True
+        if any(trigger.at_once(kind) for trigger in self._triggers):
+            return True
         project = self._projects.get(event.project) if event.project else None
         return project is not None and bool(project.by_type.get(kind))
 

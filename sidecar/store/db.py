@@ -30,6 +30,7 @@ from playhouse import db_url
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
+from sidecar.native import original
 from sidecar.redact import database_url as redacted_url
 from sidecar.store import policy_version
 from sidecar.store.guard_models import migrate_guard
@@ -200,13 +201,7 @@ def native_lock():
     lock contended across OS threads can lose its wake-up: a database thread then hung for
     ever in `connect()` (seen with PostgreSQL and four threads), its call never returned.
     """
-    try:
-        from gevent.monkey import get_original
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        import threading
-
-        return threading.Lock()
-    return get_original("threading", "Lock")()
+    return original("threading", "Lock")()
 
 
 def migrate(db: Database) -> int:
