@@ -57,10 +57,10 @@ class Settings:
     blob_redirect: str = ""
     # finished deliveries and events older than this are deleted (0: keep everything)
     retention_days: float = 14.0
+    retention_sweep_seconds: float = 600.0
     # store events no policy wants too (debugging inference); default: only events with
     # deliveries are rows, so a busy registry's pulls cost no write
     record_unmatched_events: bool = False
-    retention_sweep_seconds: float = 600.0
     # Helm charts: a ChartMuseum-compatible server, its --depth, the project of depth-0 routes,
     # and how much of an upload is read to find its Chart.yaml
     chart_upstream: str = ""
