@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import zlib
 from urllib.parse import urlsplit
 
 from peewee import BooleanField
 from peewee import CharField
 from peewee import Database
+from peewee import OperationalError
 from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
 from peewee import TextField
@@ -204,6 +206,25 @@ def native_lock():
     return original("threading", "Lock")()
 
 
+def _first_connect(db: Database, wait: float = 10.0) -> None:
+    """Open a process's first connection to a SQLite store, waiting out workers racing it.
+
+    Each connection sets journal_mode=wal (SQLITE_PRAGMAS). On a fresh file, SQLite may answer
+    a connection doing so while another converts the file with "database is locked" at once,
+    without its busy handler: one of several workers starting together then failed to boot
+    (tests/test_store_queue.py, 2 runs in 12). Once the file is WAL the pragma takes no lock.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.connect(reuse_if_open=True)
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def migrate(db: Database) -> int:
     """Run the missing migration steps, serialised across processes and hosts.
 
@@ -211,6 +232,8 @@ def migrate(db: Database) -> int:
     lock comes first, before anything is read or created, so exactly one of them migrates.
     """
     sqlite = isinstance(db, SqliteDatabase)
+    if sqlite:
+        _first_connect(db)
     with db.connection_context():
         if sqlite:  # table rebuilds must not cascade; only settable outside a transaction
             db.execute_sql("PRAGMA foreign_keys = OFF")
