@@ -224,6 +224,54 @@ class TestStoreContract:
         assert Delivery.get_by_id(first.id).uid == uid
         assert queue.requeue([]) == 0
 
+    def test_deliveries_claimed_while_recorded_read_as_a_claim_reads_them(self, store):
+        events = [new_event(targets=0, n=0), new_event(targets=2, n=1),
+                  new_event(targets=0, n=2), new_event(targets=1, n=3)]
+        created, claimed = queue.record_and_claim(events, 4, claim_limit=2, lease_seconds=30)
+        assert created == 3 and len(claimed) == 2
+        # arrival order is kept in the ids, and every event row holds its own request
+        assert [e.request_id for e in Event.select().order_by(Event.id)] == [
+            "req-0", "req-1", "req-2", "req-3"]
+        rows = queue._run(queue._CLAIMED, (claimed[0].claim_token,)).fetchall()
+        read = {d.id: d for d in map(queue.Claimed, rows)}
+        assert sorted(read) == [d.id for d in claimed]
+        for mine in claimed:
+            theirs = read[mine.id]
+            for name in queue.Claimed.__slots__:
+                if name != "event":
+                    assert getattr(mine, name) == pytest.approx(getattr(theirs, name)), name
+            assert (mine.event.id, mine.event.payload, mine.event.request_id) == (
+                theirs.event.id, theirs.event.payload, theirs.event.request_id) == (
+                theirs.event.id, {"type": "PUSH_ARTIFACT", "occur_at": 1_700_000_001,
+                                  "operator": "alice"}, "req-1")
+        # the third delivery was left for any sender to claim
+        [rest] = queue.claim(5, LEASE)
+        assert rest.event.request_id == "req-3" and rest.id not in read
+
+    def test_a_batch_of_outcomes_settles_all_but_a_claim_taken_over(self, store):
+        now = time.time()
+        queue.record_events([new_event(n=i) for i in range(4)], max_attempts=3, now=now)
+        [b] = queue.claim(1, lease_seconds=5, now=now)
+        a, c, d = queue.claim(3, lease_seconds=600, now=now)
+        [b_again] = queue.claim(1, lease_seconds=5, now=now + 6)  # b's lease ran out
+        assert b_again.id == b.id
+        retry_at = now + 100
+        results = [(a, outcome(DELIVERED, 200)), (b, outcome(DELIVERED, 200)),
+                   (c, outcome(PENDING, 503, "abnormal response code: 503", retry_at)),
+                   (d, outcome(FAILED, 400, "abnormal response code: 400"))]
+        assert queue.finish_many(results) == [True, False, True, True]
+        rows = {row.id: row for row in Delivery.select()}
+        assert (rows[a.id].status, rows[a.id].attempts, rows[a.id].finished_at is None) == (
+            DELIVERED, 1, False)
+        assert rows[b.id].claim_token == b_again.claim_token  # the new holder's, untouched
+        assert (rows[c.id].status, rows[c.id].finished_at) == (PENDING, None)
+        assert rows[c.id].next_attempt_at == pytest.approx(retry_at)
+        assert (rows[d.id].status, rows[d.id].last_status_code) == (FAILED, 400)
+        numbers = sorted((row.delivery_id, row.number, row.error) for row in Attempt.select())
+        assert numbers == sorted([(a.id, 1, ""), (b.id, 1, queue.LEASE_EXPIRED),
+                                  (c.id, 1, "abnormal response code: 503"),
+                                  (d.id, 1, "abnormal response code: 400")])
+
     def test_counts(self, store):
         assert queue.counts() == {PENDING: 0, SENDING: 0, DELIVERED: 0, FAILED: 0, SKIPPED: 0}
         queue.record_events([new_event(n=i) for i in range(5)], max_attempts=1)

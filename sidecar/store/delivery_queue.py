@@ -15,8 +15,8 @@ from peewee import SqliteDatabase
 
 from sidecar.store import clock
 from sidecar.store import target_health
-from sidecar.store.bulk import insert_row
 from sidecar.store.bulk import insert_rows
+from sidecar.store.bulk import insert_rows_returning_ids
 from sidecar.store.jobqueue import LEASE_EXPIRED
 from sidecar.store.jobqueue import JobQueue
 from sidecar.store.models import DELIVERED
@@ -90,7 +90,8 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                      lease_seconds: float, now: float | None = None,
                      ) -> tuple[int, list[Claimed]]:
     """`record_events`, with up to `claim_limit` of the new deliveries claimed as they are
-    inserted (status sending, a token and a lease, as `claim` would), and read back.
+    inserted (status sending, a token and a lease, as `claim` would), and returned as a claim
+    reads them.
 
     The recorder hands those straight to its own dispatcher: a webhook then waits for no
     claim query and no poll. Should the worker die before sending them, their lease runs
@@ -101,22 +102,22 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
         return 0, []
     now = clock.now() if now is None else now
     token = uuid.uuid4().hex if claim_limit > 0 else None
-    plain: list[dict[str, Any]] = []
+    event_rows = [_event_row(item, now) for item in events]
     deliveries: list[dict[str, Any]] = []
     health_keys: list[str] = []  # per delivery: its target's key in store.target_health
+    sources: list[dict[str, Any]] = []  # per delivery: its event's row
 
     with database.atomic():
-        for item in events:
-            if not item.deliveries:
-                plain.append(_event_row(item, now))
-                continue
-            insert_rows(Event, plain)
-            plain.clear()
-            event_id = insert_row(Event, _event_row(item, now))
-            health_keys.extend(target_health.key_of(new.policy_id, new.target.get("address", ""))
-                               for new in item.deliveries)
-            deliveries.extend(
-                {
+        if not any(item.deliveries for item in events):
+            insert_rows(Event, event_rows)
+            return 0, []
+        event_ids = insert_rows_returning_ids(Event, event_rows)
+        for item, event_id, event_row in zip(events, event_ids, event_rows, strict=True):
+            for new in item.deliveries:
+                health_keys.append(target_health.key_of(new.policy_id,
+                                                        new.target.get("address", "")))
+                sources.append(event_row)
+                deliveries.append({
                     "uid": f"msg_{uuid.uuid4().hex}",
                     "event": event_id,
                     "policy": new.policy_id,
@@ -131,18 +132,26 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                     "updated_at": now,
                     "finished_at": None,  # every row the same keys (set if skipped)
                     "last_error": "",
-                }
-                for new in item.deliveries
-            )
-        insert_rows(Event, plain)
-        if deliveries:
-            _skip_disabled(deliveries, health_keys, now)
-        claimable = [row for row in deliveries if row.get("status") != SKIPPED]
-        for row in claimable[:claim_limit]:
-            row.update(status=SENDING, claim_token=token, lease_until=now + lease_seconds)
-        insert_rows(Delivery, deliveries)
-        claimed = ([Claimed(row) for row in _run(_CLAIMED, (token,)).fetchall()]
-                   if token and deliveries else [])
+                })
+        _skip_disabled(deliveries, health_keys, now)
+        taken = 0
+        for row in deliveries:
+            if taken == claim_limit:
+                break
+            if row["status"] != SKIPPED:
+                row.update(status=SENDING, claim_token=token, lease_until=now + lease_seconds)
+                taken += 1
+        if not taken:
+            insert_rows(Delivery, deliveries)
+            return len(deliveries), []
+        ids = insert_rows_returning_ids(Delivery, deliveries)
+    # what a claim would read back, from the rows just written
+    claimed = [Claimed((delivery_id, row["uid"], row["event"], row["policy"],
+                        row["policy_name"], row["project"], row["event_type"],
+                        row["target_json"], row["status"], 0, row["max_attempts"], token,
+                        row["lease_until"], source["payload_json"], source["request_id"]))
+               for delivery_id, row, source in zip(ids, deliveries, sources, strict=True)
+               if row.get("claim_token") == token]
     return len(deliveries), claimed
 
 
@@ -202,30 +211,43 @@ def finish_many(results: Sequence[tuple[Claimed | Delivery, Outcome]]) -> list[b
     its own claim token, so a taken-over claim records nothing, whatever else is in the batch.
     """
     now = clock.now()
-    recorded: list[bool] = []
-    attempts_rows: list[dict[str, Any]] = []
+    settles = [_settle_params(delivery, outcome, now) for delivery, outcome in results]
     with database.atomic():
-        for delivery, outcome in results:
-            attempts = delivery.attempts + 1
-            if outcome.status == PENDING and outcome.retry_at is not None:
-                sql, status, when = _RETRY, PENDING, outcome.retry_at
-            else:
-                sql, status, when = _FINAL, outcome.status, now
-            ok = _run(sql, (attempts, outcome.status_code, outcome.error, now, status, when,
-                            delivery.id, delivery.claim_token)).rowcount == 1
-            recorded.append(ok)
-            if ok:
-                attempts_rows.append({
-                    "delivery": delivery.id,
-                    "number": attempts,
-                    "started_at": outcome.started_at,
-                    "duration_ms": outcome.duration_ms,
-                    "status_code": outcome.status_code,
-                    "error": outcome.error,
-                    "response_excerpt": outcome.response_excerpt,
-                })
-        insert_rows(Attempt, attempts_rows)
+        recorded = _settle_all(settles) if _sqlite() and len(settles) > 1 else None
+        if recorded is None:
+            recorded = [_run(_SETTLE, params).rowcount == 1 for params in settles]
+        insert_rows(Attempt, [
+            {
+                "delivery": delivery.id,
+                "number": delivery.attempts + 1,
+                "started_at": outcome.started_at,
+                "duration_ms": outcome.duration_ms,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "response_excerpt": outcome.response_excerpt,
+            }
+            for (delivery, outcome), ok in zip(results, recorded, strict=True) if ok
+        ])
     return recorded
+
+
+def _settle_params(delivery: Claimed | Delivery, outcome: Outcome, now: float) -> tuple:
+    """_SETTLE's parameters: a retry moves next_attempt_at, a final outcome sets finished_at."""
+    retry = outcome.status == PENDING and outcome.retry_at is not None
+    return (delivery.attempts + 1, outcome.status_code, outcome.error, now,
+            PENDING if retry else outcome.status, outcome.retry_at if retry else None,
+            None if retry else now, delivery.id, delivery.claim_token)
+
+
+def _settle_all(settles: list[tuple]) -> list[bool] | None:
+    """Every settle in one `executemany` (SQLite), or None when some claim was taken over
+    (the caller then goes row by row to learn which): a statement per outcome was most of
+    what recording one cost."""
+    with database.atomic() as savepoint:
+        if database.cursor().executemany(_SETTLE, settles).rowcount == len(settles):
+            return [True] * len(settles)
+        savepoint.rollback()
+    return None
 
 
 # --- the delivery path's SQL ----------------------------------------------------------------
@@ -245,10 +267,9 @@ _COLUMNS = ("d.id, d.uid, d.event_id, d.policy_id, d.policy_name, d.project, d.e
 _CLAIMED = (f"SELECT {_COLUMNS} FROM delivery d JOIN event e ON e.id = d.event_id "
             "WHERE d.claim_token = ? ORDER BY d.id")
 _SETTLE = ("UPDATE delivery SET attempts = ?, last_status_code = ?, last_error = ?, "
-           "updated_at = ?, claim_token = NULL, lease_until = NULL, status = ?, {when} = ? "
+           "updated_at = ?, claim_token = NULL, lease_until = NULL, status = ?, "
+           "next_attempt_at = COALESCE(?, next_attempt_at), finished_at = COALESCE(?, finished_at) "
            "WHERE id = ? AND claim_token = ?")
-_RETRY = _SETTLE.format(when="next_attempt_at")
-_FINAL = _SETTLE.format(when="finished_at")
 
 
 def _sqlite() -> bool:
