@@ -180,8 +180,10 @@ def entry_point(source_root: Path) -> str:
 
 
 def start_sidecar(workdir: Path, upstream: str, workers: int, rules: dict | None = None,
-                  env: dict[str, str] | None = None, entry: str | None = None) -> Sidecar:
-    """`entry` ("module:function") starts another version's CLI (with PYTHONPATH in env)."""
+                  env: dict[str, str] | None = None, entry: str | None = None,
+                  ready: str = "/sidecar/status") -> Sidecar:
+    """`entry` ("module:function") starts another version's CLI (with PYTHONPATH in env);
+    `ready`, the page polled until it answers (tests.support.sidecar.Sidecar.start)."""
     # Default poll intervals (not the tests' fast ones): idle cost is part of what we measure.
     config = {"sidecar": {"rules_poll_seconds": 2.0}}
     kind = Sidecar
@@ -189,7 +191,7 @@ def start_sidecar(workdir: Path, upstream: str, workers: int, rules: dict | None
         kind = type("BaselineSidecar", (_EntrySidecar,), {"entry": entry})
     sidecar = kind(workdir, upstream, rules=rules, config=config, workers=workers, env=env,
                    record_unmatched=False)  # the default: what users run
-    sidecar.start()
+    sidecar.start(ready=ready)
     deadline = time.monotonic() + 20
     while len(worker_pids(sidecar)) < workers and time.monotonic() < deadline:
         time.sleep(0.05)

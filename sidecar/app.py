@@ -1,7 +1,12 @@
 """Assemble the sidecar: one explicit place that wires proxy -> record -> store -> dispatch.
 
 `create_app` returns the WSGI application a gunicorn worker serves: requests under /sidecar/
-go to Flask, everything else to the proxy.
+and Harbor's /api/v2.0/ go to Flask (the admin plane), everything else to the proxy.
+
+The admin plane is built on its first request, not when the worker starts: Flask with Jinja2,
+Werkzeug and click, the Harbor API, the UI and the status page are about 8 MB of each worker
+that a sidecar only proxying and probed for health never uses (issue 13). Health probes and an
+unauthenticated /sidecar/metrics are answered without it (api.ops.probes).
 """
 
 from __future__ import annotations
@@ -10,15 +15,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 
-from flask import Flask
-
 from sidecar import metrics
-from sidecar.api import harbor as harbor_api
-from sidecar.api import ui as ui_api
-from sidecar.api.ops import metrics as metrics_api
-from sidecar.api.ops import status as status_api
+from sidecar.api.ops import probes
 from sidecar.clientaddr import TrustedProxies
 from sidecar.config import Settings
 from sidecar.dispatch.addresses import AddressPolicy
@@ -62,6 +64,9 @@ from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
 from sidecar.store import sweep
 from sidecar.store.executor import Executor
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -257,16 +262,44 @@ class Runtime:
 
 
 class SidecarApp:
-    """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy."""
+    """WSGI entry: /sidecar/* and Harbor's /api/v2.0/* -> Flask; everything else -> the proxy.
 
-    def __init__(self, flask_app: Flask, proxy: ProxyApp, charts: ChartProxy | None = None,
-                 proxies: TrustedProxies | None = None):
-        self.flask_app = flask_app
+    Flask is built by `build_flask` on first use (`flask_app`), once however many requests
+    arrive together; health probes and an open /sidecar/metrics never build it.
+    """
+
+    def __init__(self, build_flask: Callable[[], Flask], proxy: ProxyApp,
+                 charts: ChartProxy | None = None, proxies: TrustedProxies | None = None,
+                 runtime: Runtime | None = None):
+        self._build_flask = build_flask
+        self._flask: Flask | None = None
+        # a gevent lock in a patched worker: a greenlet waiting for another's build yields
+        self._flask_lock = threading.Lock()
         self.proxy = proxy
         self.charts = charts  # chart routes (/chartrepo/..., ChartMuseum's) when configured
         # sidecar.trusted_proxies: whose X-Forwarded-For names the client (the worker's access
         # log reads it here too)
         self.proxies = proxies or TrustedProxies()
+        self.runtime = runtime  # for the probes answered without Flask
+
+    @property
+    def flask_app(self) -> Flask:
+        """The admin plane's Flask application, imported and built at the first call."""
+        app = self._flask
+        if app is None:
+            with self._flask_lock:
+                app = self._flask
+                if app is None:
+                    started = time.monotonic()
+                    app = self._flask = self._build_flask()
+                    log.info("admin plane (Flask, API, UI) loaded in %.0f ms",
+                             (time.monotonic() - started) * 1000)
+        return app
+
+    @property
+    def admin_loaded(self) -> bool:
+        """Whether the admin plane has been built (the first API, UI or status request)."""
+        return self._flask is not None
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -278,12 +311,16 @@ class SidecarApp:
             # the access log: a trusted front proxy's X-Forwarded-For, else the peer
             environ["REMOTE_ADDR"] = self.proxies.client(environ.get("REMOTE_ADDR", ""),
                                                          environ.get("HTTP_X_FORWARDED_FOR"))
+            method = environ.get("REQUEST_METHOD", "GET")
+            if self.runtime is not None and probes.serves(path, method, self.runtime):
+                return probes.serve(path, method, self.runtime, start_response)
             return self.flask_app(environ, start_response)
         return self.proxy(environ, start_response)
 
     def proxy_for(self, path: str):
         """The proxy serving `path` (its `serve(ProxyRequest, start_response)`), or None when
-        Flask does: the sidecar's own worker sends proxied requests there without an environ."""
+        the WSGI call does (Flask, the probes): the sidecar's own worker sends proxied requests
+        there without an environ."""
         if self.charts is not None and self.charts.handles(path):
             return self.charts.serve
         if path.startswith(SIDECAR_PREFIX) or (
@@ -293,6 +330,18 @@ class SidecarApp:
 
 
 def create_flask(runtime: Runtime) -> Flask:
+    """The admin plane: status, metrics, Harbor's API and the UI on one Flask application.
+
+    Flask and the blueprints are imported here, not with this module, so a worker loads them
+    with its first admin request (SidecarApp.flask_app).
+    """
+    from flask import Flask
+
+    from sidecar.api import harbor as harbor_api
+    from sidecar.api import ui as ui_api
+    from sidecar.api.ops import metrics as metrics_api
+    from sidecar.api.ops import status as status_api
+
     app = Flask("sidecar")
     app.extensions["sidecar"] = runtime
     app.json.sort_keys = False
@@ -375,8 +424,8 @@ def create_app(settings: Settings, start: bool = True,
                             observe=metrics.observe_request)
     add_replication(runtime)
     add_retention(runtime)
-    app = SidecarApp(create_flask(runtime), proxy, charts,
-                     TrustedProxies(settings.trusted_proxies))
+    app = SidecarApp(lambda: create_flask(runtime), proxy, charts,
+                     TrustedProxies(settings.trusted_proxies), runtime)
     if start:
         runtime.start()
     return app, runtime

@@ -80,7 +80,10 @@ class Sidecar:
             args += ["--rules", str(self.rules_path)]
         return args + self.extra_args
 
-    def start(self, wait: bool = True) -> Sidecar:
+    def start(self, wait: bool = True, ready: str = "/sidecar/status") -> Sidecar:
+        """`ready`: the page polled until it answers. /sidecar/status (200, or 401 to no login)
+        builds a worker's admin plane; /sidecar/healthz (200, or 503 while the registry is
+        down) does not, as a deployment's probes do not."""
         env = {**os.environ, **self.env}
         self.process = subprocess.Popen(
             self.command(), cwd=self.workdir, env=env,
@@ -89,7 +92,8 @@ class Sidecar:
         )
         if wait:
             try:
-                wait_http(f"{self.url}/sidecar/status", timeout=20, ok=(200, 401))
+                ok = (200, 503) if ready == "/sidecar/healthz" else (200, 401)
+                wait_http(f"{self.url}{ready}", timeout=20, ok=ok)
             except TimeoutError:
                 raise AssertionError(f"sidecar did not start:\n{self.log()}") from None
         return self

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import render_template
@@ -26,6 +27,7 @@ from sidecar.api.harbor.params import HarborError
 from sidecar.api.harbor.params import error_response
 from sidecar.api.harbor.params import links
 from sidecar.api.harbor.params import page_from
+from sidecar.api.ops import probes
 from sidecar.api.ops.access import admin_refusal
 from sidecar.api.ops.report import job_sections
 from sidecar.api.ops.report import status_json
@@ -70,11 +72,10 @@ def wants_html() -> bool:
 
 @bp.get("/healthz")
 def healthz():
-    runtime = current_app.extensions["sidecar"]
-    up = runtime.upstream.healthy()
-    body = {"status": "ok" if up else "upstream unavailable",
-            "upstream": redact_address(runtime.upstream.url)}
-    return jsonify(body), 200 if up else 503
+    # a worker answers GET/HEAD without Flask (app.SidecarApp, api.ops.probes); this route,
+    # the same function, serves Flask's own callers (the test client)
+    body, code = probes.healthz(current_app.extensions["sidecar"])
+    return Response(body, code, content_type=probes.JSON)
 
 
 @bp.get("/status")
