@@ -37,7 +37,6 @@ from sidecar.preload import PreloadedRules
 from sidecar.preload import preload_rules  # noqa: F401 - `sidecar.app.preload_rules` as before
 from sidecar.preload import stored_verdict
 from sidecar.preload import sync_rules_apart
-from sidecar.proxy.charts import ChartProxy
 from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.quota_gate import QuotaGate
 from sidecar.proxy.upstream import Upstream
@@ -67,6 +66,8 @@ from sidecar.store.executor import Executor
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from sidecar.proxy.charts import ChartProxy
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +419,9 @@ def create_app(settings: Settings, start: bool = True,
                      quota=add_quotas(runtime, sink))
     charts = None
     if runtime.chart_upstream is not None:
+        # only a sidecar with a chart upstream loads the chart routes and upload inspection
+        from sidecar.proxy.charts import ChartProxy
+
         charts = ChartProxy(runtime.chart_upstream, sink, depth=settings.chart_depth,
                             project=settings.chart_project,
                             inspect_limit=settings.chart_inspect_bytes,
