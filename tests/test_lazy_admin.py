@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import jsonify
@@ -231,15 +232,21 @@ def test_a_served_worker_loads_flask_with_its_first_admin_request(tmp_path, regi
                 assert response.status == 200
         assert not _admin_plane_in(worker)
 
-        request = urllib.request.Request(f"{sidecar.url}/api/v2.0/projects?name=lazy",
-                                         headers=sidecar.admin_headers())
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
-            assert [p["name"] for p in json.loads(response.read())] == ["lazy"]
+        def projects() -> list[str]:
+            request = urllib.request.Request(f"{sidecar.url}/api/v2.0/projects?name=lazy",
+                                             headers=sidecar.admin_headers())
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+                return [p["name"] for p in json.loads(response.read())]
+
+        # first requests at once, each on its own connection: greenlets of the one worker
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: projects(), range(6)))
+        assert answers == [["lazy"]] * 6
         assert sidecar.status()["upstream"]["healthy"] is True
         assert _admin_plane_in(worker)  # so the check above could have seen it
         assert _worker_pid(sidecar) == worker  # the same worker, not a restarted one
-        assert "admin plane (Flask, API, UI) loaded" in sidecar.log()
+        assert sidecar.log().count("admin plane (Flask, API, UI) loaded") == 1
     finally:
         sidecar.stop()
 
