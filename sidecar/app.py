@@ -29,8 +29,6 @@ from sidecar.dispatch.worker import Dispatcher
 from sidecar.dispatch.worker import DispatchSettings
 from sidecar.events.model import DELETE_ARTIFACT
 from sidecar.events.model import PUSH_ARTIFACT
-from sidecar.jobs.deferred import DeferredHandler
-from sidecar.jobs.deferred import once
 from sidecar.jobs.lane import Lane
 from sidecar.jobs.runner import JobRunner
 from sidecar.jobs.runner import RunnerSettings
@@ -43,23 +41,26 @@ from sidecar.proxy.forward import ProxyApp
 from sidecar.proxy.quota_gate import QuotaGate
 from sidecar.proxy.upstream import Upstream
 from sidecar.quota.book import QuotaBook
+from sidecar.quota.recalc import RecalcHandler
 from sidecar.record.late import LateEvents
 from sidecar.record.recorder import Recorder
 from sidecar.record.recorder import RecorderSettings
 from sidecar.registry import RegistryClient
+from sidecar.replicate.destinations import Destinations
+from sidecar.replicate.execution import ExecutionHandler
 from sidecar.replicate.schedules import replication_schedules
+from sidecar.replicate.task import TaskHandler
 from sidecar.replicate.trigger import event_replications
+from sidecar.retain import job as retention_job
 from sidecar.retain import recording
 from sidecar.retain.schedules import retention_schedules
 from sidecar.rules.load import RulesError
+from sidecar.scan.job import ScanHandler
+from sidecar.scan.job import ScanSettings
 from sidecar.scan.trigger import auto_scans
 from sidecar.store import clock
 from sidecar.store import db as store_db
 from sidecar.store import policies as policy_store
-from sidecar.store import quota_recalc
-from sidecar.store import replication_runs
-from sidecar.store import retention_runs
-from sidecar.store import scans as scan_store
 from sidecar.store import sweep
 from sidecar.store.executor import Executor
 
@@ -352,26 +353,15 @@ def create_flask(runtime: Runtime) -> Flask:
     return app
 
 
-# The job handlers below are built when a job of their kind first runs in this worker
-# (jobs.deferred): most workers never run a scan, a replication or a retention run, and their
-# handlers, the scanner client, the copier and the retention planner stay out of memory.
-
 def add_scanning(runtime: Runtime) -> None:
     """Scans: the scan job, started by pushes to projects with auto_scan (and by the API)."""
     settings = runtime.settings
-
-    def handler():
-        from sidecar.scan.job import ScanHandler
-        from sidecar.scan.job import ScanSettings
-
-        return ScanHandler(
-            runtime.executor, runtime.registry,
-            ScanSettings(timeout=settings.scan_timeout_seconds,
-                         registry_url=settings.scan_registry,
-                         credential=settings.registry_credential),
-            observe=metrics.observe_scan)
-
-    runtime.jobs.add(DeferredHandler(scan_store.KIND, handler))
+    runtime.jobs.add(ScanHandler(
+        runtime.executor, runtime.registry,
+        ScanSettings(timeout=settings.scan_timeout_seconds,
+                     registry_url=settings.scan_registry,
+                     credential=settings.registry_credential),
+        observe=metrics.observe_scan))
     runtime.recorder.add_trigger({PUSH_ARTIFACT}, auto_scans, started=runtime.job_lane.wake)
 
 
@@ -379,23 +369,11 @@ def add_replication(runtime: Runtime) -> None:
     """Replication: executions (planning) and their tasks (copies, deletions), started by
     pushes and deletes matching event-based policies, by the schedules of scheduled ones, and
     by the API, the UI and the CLI."""
-
-    @once
-    def handlers():  # both kinds share their destinations' clients
-        from sidecar.replicate.destinations import Destinations
-        from sidecar.replicate.execution import ExecutionHandler
-        from sidecar.replicate.task import TaskHandler
-
-        destinations = Destinations()
-        return {replication_runs.EXECUTION_KIND:
-                ExecutionHandler(runtime.executor, runtime.registry, destinations),
-                replication_runs.TASK_KIND:
-                TaskHandler(runtime.executor, runtime.registry, destinations,
-                            observe=metrics.observe_replication_task,
-                            observe_bytes=metrics.observe_replicated_bytes)}
-
-    for kind in replication_runs.KINDS:
-        runtime.jobs.add(DeferredHandler(kind, lambda kind=kind: handlers()[kind]))
+    destinations = Destinations()
+    runtime.jobs.add(ExecutionHandler(runtime.executor, runtime.registry, destinations))
+    runtime.jobs.add(TaskHandler(runtime.executor, runtime.registry, destinations,
+                                 observe=metrics.observe_replication_task,
+                                 observe_bytes=metrics.observe_replicated_bytes))
     runtime.recorder.add_trigger({PUSH_ARTIFACT, DELETE_ARTIFACT}, event_replications,
                                  started=runtime.job_lane.wake)
     runtime.scheduler.add(replication_schedules)
@@ -405,16 +383,8 @@ def add_retention(runtime: Runtime) -> None:
     """Tag retention: push/pull activity kept from every recorded artifact event, and runs
     (an execution planning one task per repository) started by the API, the UI, the CLI and
     each policy's schedule."""
-
-    def handler(kind: str):
-        from sidecar.retain import job as retention_job
-
-        made = {retention_runs.EXECUTION_KIND: retention_job.ExecutionHandler,
-                retention_runs.TASK_KIND: retention_job.TaskHandler}[kind]
-        return made(runtime.registry)
-
-    for kind in retention_runs.KINDS:
-        runtime.jobs.add(DeferredHandler(kind, lambda kind=kind: handler(kind)))
+    runtime.jobs.add(retention_job.ExecutionHandler(runtime.registry))
+    runtime.jobs.add(retention_job.TaskHandler(runtime.registry))
     pulls = LateEvents(recording.LATE_TYPES, key=recording.gathered_by,
                        seconds=recording.LATE_SECONDS)  # pull times gathered, written later
     runtime.recorder.add_trigger(recording.EVENT_TYPES, recording.record_activity, late=pulls)
@@ -424,13 +394,7 @@ def add_retention(runtime: Runtime) -> None:
 def add_quotas(runtime: Runtime, sink) -> QuotaGate:
     """Storage quotas: the books the proxy's gate keeps (settles, QUOTA_WARNING, expired
     holds) and the recalculation job; returns the gate for the proxy."""
-
-    def recalc():
-        from sidecar.quota.recalc import RecalcHandler
-
-        return RecalcHandler(runtime.registry)
-
-    runtime.jobs.add(DeferredHandler(quota_recalc.KIND, recalc))
+    runtime.jobs.add(RecalcHandler(runtime.registry))
     runtime.quota = QuotaBook(runtime.executor, runtime.recorder.write_now,
                               recorded=runtime.dispatcher.wake, observe=metrics.observe_events,
                               refresh_seconds=runtime.settings.rules_poll_seconds)
