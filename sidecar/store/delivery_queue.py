@@ -213,9 +213,7 @@ def finish_many(results: Sequence[tuple[Claimed | Delivery, Outcome]]) -> list[b
     now = clock.now()
     settles = [_settle_params(delivery, outcome, now) for delivery, outcome in results]
     with database.atomic():
-        recorded = _settle_all(settles) if _sqlite() and len(settles) > 1 else None
-        if recorded is None:
-            recorded = [_run(_SETTLE, params).rowcount == 1 for params in settles]
+        recorded = [_run(_SETTLE, params).rowcount == 1 for params in settles]
         insert_rows(Attempt, [
             {
                 "delivery": delivery.id,
@@ -237,17 +235,6 @@ def _settle_params(delivery: Claimed | Delivery, outcome: Outcome, now: float) -
     return (delivery.attempts + 1, outcome.status_code, outcome.error, now,
             PENDING if retry else outcome.status, outcome.retry_at if retry else None,
             None if retry else now, delivery.id, delivery.claim_token)
-
-
-def _settle_all(settles: list[tuple]) -> list[bool] | None:
-    """Every settle in one `executemany` (SQLite), or None when some claim was taken over
-    (the caller then goes row by row to learn which): a statement per outcome was most of
-    what recording one cost."""
-    with database.atomic() as savepoint:
-        if database.cursor().executemany(_SETTLE, settles).rowcount == len(settles):
-            return [True] * len(settles)
-        savepoint.rollback()
-    return None
 
 
 # --- the delivery path's SQL ----------------------------------------------------------------
