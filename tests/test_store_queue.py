@@ -15,6 +15,7 @@ import pytest
 
 from sidecar.store import db as store_db
 from sidecar.store import delivery_queue as queue
+from sidecar.store import target_health
 from sidecar.store.models import DELIVERED
 from sidecar.store.models import FAILED
 from sidecar.store.models import PENDING
@@ -23,6 +24,8 @@ from sidecar.store.models import SKIPPED
 from sidecar.store.models import Attempt
 from sidecar.store.models import Delivery
 from sidecar.store.models import Event
+from sidecar.store.models import Policy
+from sidecar.store.models import Project
 from sidecar.store.models import SchemaVersion
 from tests.support import postgres
 
@@ -247,6 +250,30 @@ class TestStoreContract:
         # the third delivery was left for any sender to claim
         [rest] = queue.claim(5, LEASE)
         assert rest.event.request_id == "req-3" and rest.id not in read
+
+    def test_a_claim_behind_a_skipped_delivery_keeps_its_token_and_lease(self, store):
+        """A disabled target's delivery (skipped) ahead of a claimed one in the same batch:
+        the claimed row must still be stored with its token and lease, or it would stay
+        'sending' for ever (no lease to expire)."""
+        policy = Policy.create(project=Project.create(name="proj", created_at=0), name="ci",
+                               created_at=0, updated_at=0)
+        disabled = target(0)
+        failed = target_health.Observed(policy.id, disabled, False, "down")
+        target_health.observe([failed], after=1, now=1000.0)
+        assert target_health.observe([failed], after=1, now=1002.0)  # now disabled
+        event = queue.NewEvent(
+            type="PUSH_ARTIFACT", occur_at=1, operator="", project="proj",
+            repository="proj/app", request_id="r", payload={},
+            deliveries=(queue.NewDelivery(policy.id, "ci", disabled),
+                        queue.NewDelivery(policy.id, "ci", target(1))))
+        created, [claimed] = queue.record_and_claim([event], 3, claim_limit=5,
+                                                    lease_seconds=30)
+        rows = {row.target["address"]: row for row in Delivery.select()}
+        assert rows[disabled["address"]].status == SKIPPED
+        sent = rows[target(1)["address"]]
+        assert (sent.id, sent.status, sent.claim_token) == (claimed.id, SENDING,
+                                                            claimed.claim_token)
+        assert sent.lease_until is not None
 
     def test_a_batch_of_outcomes_settles_all_but_a_claim_taken_over(self, store):
         now = time.time()

@@ -130,8 +130,12 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                     "next_attempt_at": now,
                     "created_at": now,
                     "updated_at": now,
-                    "finished_at": None,  # every row the same keys (set if skipped)
+                    # every row the same keys: peewee's multi-row insert (PostgreSQL) takes
+                    # its columns from the first row and drops the others' extra keys
+                    "finished_at": None,  # set if skipped
                     "last_error": "",
+                    "claim_token": None,  # these two set if claimed
+                    "lease_until": None,
                 })
         _skip_disabled(deliveries, health_keys, now)
         taken = 0
@@ -151,7 +155,7 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                         row["target_json"], row["status"], 0, row["max_attempts"], token,
                         row["lease_until"], source["payload_json"], source["request_id"]))
                for delivery_id, row, source in zip(ids, deliveries, sources, strict=True)
-               if row.get("claim_token") == token]
+               if row["claim_token"] == token]
     return len(deliveries), claimed
 
 
