@@ -48,14 +48,20 @@ class _Statement:
                       for f in self.fields]
         columns = ", ".join(f'"{f.column_name}"' for f in self.fields)
         marks = ", ".join("?" for _ in self.fields)
-        self.sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
+        self._head = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
         self._group = f"({marks})"
+        self.sql = self._head + self._group
         self._key = model._meta.primary_key.column_name
 
     def returning(self, count: int) -> str:
         """The multi-row INSERT of `count` rows that answers their ids."""
-        head = self.sql[:self.sql.index(" VALUES ") + 8]
-        return f'{head}{", ".join([self._group] * count)} RETURNING "{self._key}"'
+        return f'{self._head}{", ".join([self._group] * count)} RETURNING "{self._key}"'
+
+    def complete(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """`row` with every field, defaults filled in: peewee's multi-row insert takes its
+        columns from the first row and drops keys that only later rows have."""
+        return {name: row[name] if name in row else (default() if call else default)
+                for name, default, call, _native, _db_value in self._plan}
 
     def values(self, row: Mapping[str, Any]) -> tuple:
         out = []
@@ -85,6 +91,7 @@ def insert_rows(model, rows: Iterable[Mapping[str, Any]]) -> None:
         statement = _statement(model)
         database.cursor().executemany(statement.sql, [statement.values(r) for r in rows])
         return
+    rows = [_statement(model).complete(row) for row in rows]
     for start in range(0, len(rows), 100):
         model.insert_many(rows[start:start + 100]).execute()
 
@@ -104,6 +111,7 @@ def insert_rows_returning_ids(model, rows: Sequence[Mapping[str, Any]]) -> list[
     if not rows:
         return []
     if not isinstance(database.obj, SqliteDatabase):
+        rows = [_statement(model).complete(row) for row in rows]
         ids: list[int] = []
         for start in range(0, len(rows), 100):
             ids.extend(row[0] for row in model.insert_many(rows[start:start + 100])

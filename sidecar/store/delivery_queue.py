@@ -130,12 +130,8 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                     "next_attempt_at": now,
                     "created_at": now,
                     "updated_at": now,
-                    # every row the same keys: peewee's multi-row insert (PostgreSQL) takes
-                    # its columns from the first row and drops the others' extra keys
-                    "finished_at": None,  # set if skipped
+                    "finished_at": None,
                     "last_error": "",
-                    "claim_token": None,  # these two set if claimed
-                    "lease_until": None,
                 })
         _skip_disabled(deliveries, health_keys, now)
         taken = 0
@@ -155,7 +151,7 @@ def record_and_claim(events: Iterable[NewEvent], max_attempts: int, claim_limit:
                         row["target_json"], row["status"], 0, row["max_attempts"], token,
                         row["lease_until"], source["payload_json"], source["request_id"]))
                for delivery_id, row, source in zip(ids, deliveries, sources, strict=True)
-               if row["claim_token"] == token]
+               if row.get("claim_token") == token]
     return len(deliveries), claimed
 
 
